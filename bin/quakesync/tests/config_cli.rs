@@ -1,0 +1,74 @@
+//! `quakesync config` and configuration errors, through the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs the binary in `dir` with only the given environment.
+fn quakesync(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_quakesync"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+}
+
+#[test]
+fn config_prints_the_effective_configuration_redacted() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = quakesync(
+        dir.path(),
+        &["config", "--batch-size", "250"],
+        &[
+            ("DATABASE_URL", "postgres://quake:pg-s3cret@db:5432/quakes"),
+            ("QUAKESYNC_ADMIN_TOKEN", "admin-s3cret"),
+        ],
+    )?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("url = \"postgres://quake:***@db:5432/quakes\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("admin_token = \"***\""), "{stdout}");
+    assert!(stdout.contains("batch_size = 250"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    assert!(!String::from_utf8(out.stderr)?.contains("s3cret"));
+    Ok(())
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("config"))?;
+    std::fs::write(
+        dir.path().join("config/quakesync.toml"),
+        "[sync]\nintervall = 60\n",
+    )?;
+    let out = quakesync(dir.path(), &["config"], &[])?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("unknown key `sync.intervall` in config/quakesync.toml"),
+        "{stderr}"
+    );
+
+    // A missing explicitly named file is an error.
+    let out = quakesync(dir.path(), &["config", "--config", "missing.toml"], &[])?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)?.contains("missing.toml"));
+
+    std::fs::remove_file(dir.path().join("config/quakesync.toml"))?;
+    let out = quakesync(dir.path(), &["config"], &[("QUAKESYNC_BATCH_SIZE", "0")])?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains(
+            "invalid value for sync.batch_size (QUAKESYNC_BATCH_SIZE): 0 is outside 1..=20000"
+        ),
+        "{stderr}"
+    );
+    Ok(())
+}

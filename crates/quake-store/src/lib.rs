@@ -1,0 +1,28 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod lock;
+pub mod migrate;
+pub mod models;
+pub mod pool;
+pub mod read;
+pub mod runs;
+pub mod schema;
+#[cfg(feature = "test-util")]
+pub mod testing;
+pub mod tls;
+pub mod types;
+pub mod write;
+
+pub use error::{Result, StoreError};
+pub use lock::ClusterLock;
+pub use models::{
+    Earthquake, EventRecord, NewRejected, RejectedRecord, RunCounts, StoredVersion, SyncRun,
+    SyncState,
+};
+pub use pool::{
+    Backend, DbConn, PoolState, PooledConn, SqliteConn, Store, StoreOptions, redact_url,
+};
+pub use read::CatalogueCounts;
+pub use types::Ts;
+pub use write::{Outcome, PageResult};

@@ -1,0 +1,95 @@
+//! Read queries for the engine's status and the HTTP surface.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::dispatch;
+use crate::models::{Earthquake, RejectedRecord};
+use crate::pool::DbConn;
+use crate::schema::{earthquakes, rejected_records};
+use crate::types::Ts;
+
+/// Rows by state: live (neither deleted nor merged), deleted, merged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CatalogueCounts {
+    pub live: i64,
+    pub deleted: i64,
+    pub merged: i64,
+}
+
+impl CatalogueCounts {
+    pub fn total(&self) -> i64 {
+        self.live + self.deleted + self.merged
+    }
+}
+
+/// Counts the catalogue by state. A merged row counts as merged whatever its status.
+pub async fn catalogue_counts(conn: &mut DbConn<'_>) -> QueryResult<CatalogueCounts> {
+    use crate::schema::earthquakes::dsl::*;
+    let merged_n: i64 = dispatch!(conn, c => earthquakes
+        .filter(merged_into.is_not_null())
+        .count()
+        .get_result(c)
+        .await)?;
+    let deleted_n: i64 = dispatch!(conn, c => earthquakes
+        .filter(merged_into.is_null())
+        .filter(status.eq("deleted"))
+        .count()
+        .get_result(c)
+        .await)?;
+    let total: i64 = dispatch!(conn, c => earthquakes.count().get_result(c).await)?;
+    Ok(CatalogueCounts {
+        live: total - merged_n - deleted_n,
+        deleted: deleted_n,
+        merged: merged_n,
+    })
+}
+
+/// The newest `updated` in the catalogue (for staleness alerts).
+pub async fn newest_update(conn: &mut DbConn<'_>) -> QueryResult<Option<Ts>> {
+    dispatch!(conn, c => earthquakes::table
+        .select(earthquakes::updated)
+        .order(earthquakes::updated.desc())
+        .first::<Ts>(c)
+        .await
+        .optional())
+}
+
+/// One event by its primary id (any state).
+pub async fn get_event(conn: &mut DbConn<'_>, event_id: &str) -> QueryResult<Option<Earthquake>> {
+    dispatch!(conn, c => earthquakes::table
+        .find(event_id)
+        .select(Earthquake::as_select())
+        .first(c)
+        .await
+        .optional())
+}
+
+/// Every row, ordered by id (tests and exports; mind the size).
+pub async fn all_events(conn: &mut DbConn<'_>) -> QueryResult<Vec<Earthquake>> {
+    dispatch!(conn, c => earthquakes::table
+        .order(earthquakes::id.asc())
+        .select(Earthquake::as_select())
+        .load(c)
+        .await)
+}
+
+/// The records quarantined by a run (all runs when `run_id` is `None`), oldest first.
+pub async fn rejected_records(
+    conn: &mut DbConn<'_>,
+    run_id: Option<i64>,
+) -> QueryResult<Vec<RejectedRecord>> {
+    match run_id {
+        Some(r) => dispatch!(conn, c => rejected_records::table
+            .filter(rejected_records::run_id.eq(r))
+            .order(rejected_records::id.asc())
+            .select(RejectedRecord::as_select())
+            .load(c)
+            .await),
+        None => dispatch!(conn, c => rejected_records::table
+            .order(rejected_records::id.asc())
+            .select(RejectedRecord::as_select())
+            .load(c)
+            .await),
+    }
+}

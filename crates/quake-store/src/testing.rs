@@ -1,0 +1,168 @@
+//! Test harness (feature `test-util`): a fresh database per test.
+//!
+//! Reads `TEST_DATABASE_URL` (an admin URL of a PostgreSQL server, e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`) and `CI`. [`TestDb::postgres`] creates a
+//! database `qst_<pid>_<n>` and drops it when the `TestDb` is dropped; databases left by
+//! crashed test processes (their pid is gone) are swept first. Without PostgreSQL it
+//! returns `None` after saying plainly that the test is skipped, except under `CI=true`,
+//! where a missing database is a failure (a panic). [`TestDb::sqlite`] makes a temp file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::{Store, StoreOptions};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Skips (returns `None`) or, under CI, fails.
+fn unavailable(test: &str, why: &str) -> Option<TestDb> {
+    if under_ci() {
+        panic!("{test}: PostgreSQL is required under CI but {why}");
+    }
+    eprintln!("SKIPPED {test} on PostgreSQL: {why} (set TEST_DATABASE_URL to run it)");
+    None
+}
+
+fn with_db_name(admin: &str, name: &str) -> String {
+    match url::Url::parse(admin) {
+        Ok(mut u) => {
+            u.set_path(&format!("/{name}"));
+            u.to_string()
+        }
+        Err(_) => admin.to_string(),
+    }
+}
+
+async fn admin_client(admin: &str) -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+impl TestDb {
+    /// A fresh PostgreSQL database, or `None` (skipped) when none is configured.
+    pub async fn postgres(test: &str) -> Option<TestDb> {
+        let admin = match std::env::var("TEST_DATABASE_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => return unavailable(test, "TEST_DATABASE_URL is not set"),
+        };
+        let client = match admin_client(&admin).await {
+            Ok(c) => c,
+            Err(e) => return unavailable(test, &format!("cannot connect: {e}")),
+        };
+        sweep(&client).await;
+        let name = format!(
+            "qst_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("drop old test database");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        Some(TestDb {
+            url: with_db_name(&admin, &name),
+            admin_url: Some(admin),
+            name,
+            _dir: None,
+        })
+    }
+
+    /// A fresh SQLite file in a temp directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("quakesync-test.db");
+        TestDb {
+            url: format!("sqlite://{}", path.display()),
+            admin_url: None,
+            name: String::new(),
+            _dir: Some(dir),
+        }
+    }
+
+    /// A migrated [`Store`] on this database.
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(
+            &self.url,
+            StoreOptions {
+                pool_size: 4,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .expect("connect test store");
+        store.migrate().await.expect("migrate test store");
+        store
+    }
+}
+
+/// Drops databases left by test processes that no longer exist.
+async fn sweep(client: &tokio_postgres::Client) {
+    let Ok(rows) = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'qst\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(admin) = self.admin_url.clone() else {
+            return;
+        };
+        let name = self.name.clone();
+        // Drop may run inside or outside a runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(client) = admin_client(&admin).await {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,413 @@
+//! The write path: one page in one transaction, a SAVEPOINT per record.
+//!
+//! Revision policy (SPEC section 3 step 6), per incoming record against the stored row with
+//! the same primary id:
+//! - none stored: insert (`Inserted`, or `Deleted` when it arrives deleted);
+//! - incoming `updated` newer, or equal with a different content hash: update (`Updated`,
+//!   or `Deleted` when the new status is `deleted`); an update also clears `merged_into`;
+//! - otherwise no write (`Unchanged`);
+//! - each id in the incoming `ids` that is the primary id of another stored row marks that
+//!   row `merged_into` = the incoming id (`Merged`). Only primary ids count: an alias that
+//!   two events share merges nothing.
+//!
+//! Each record gets exactly one outcome, so `fetched = inserted + updated + unchanged +
+//! deleted + merged + rejected` holds for every page.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+
+use crate::dispatch;
+use crate::models::{EventRecord, NewRejected, RunCounts, StoredVersion};
+use crate::pool::DbConn;
+use crate::schema::{earthquakes, rejected_records};
+use crate::types::Ts;
+
+/// What happened to one incoming record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Inserted,
+    Updated,
+    Unchanged,
+    Deleted,
+    Merged,
+    Rejected(String),
+}
+
+/// The result of [`apply_page`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageResult {
+    /// `(record id, outcome)` in input order.
+    pub outcomes: Vec<(String, Outcome)>,
+    /// Counts of this page, rejected records passed in included; `pages` = 1.
+    pub counts: RunCounts,
+}
+
+/// Largest `IN (…)` list sent at once (SQLite and PostgreSQL bind limits).
+const LOOKUP_CHUNK: usize = 1000;
+
+/// Loads what the revision policy needs for the rows whose primary id is in `ids`.
+pub async fn load_versions(conn: &mut DbConn<'_>, ids: &[&str]) -> QueryResult<Vec<StoredVersion>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let rows: Vec<StoredVersion> = dispatch!(conn, c => earthquakes::table
+            .filter(earthquakes::id.eq_any(chunk))
+            .select(StoredVersion::as_select())
+            .load(c)
+            .await)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Stores refused records with their raw payload.
+pub async fn quarantine(conn: &mut DbConn<'_>, records: &[NewRejected]) -> QueryResult<usize> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let clean: Vec<NewRejected> = records
+        .iter()
+        .map(|r| NewRejected {
+            source_id: r.source_id.as_ref().map(|s| strip_nul(s)),
+            reason: strip_nul(&r.reason),
+            payload: strip_nul(&r.payload),
+            ..r.clone()
+        })
+        .collect();
+    // One row per statement: SQLite cannot batch rows with NULLs in one INSERT, and
+    // rejections are rare.
+    let mut n = 0;
+    for row in &clean {
+        n += dispatch!(conn, c => diesel::insert_into(rejected_records::table)
+            .values(row)
+            .execute(c)
+            .await)?;
+    }
+    Ok(n)
+}
+
+fn strip_nul(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Adds a page's counts to a run row (and one page).
+pub async fn add_run_counts(conn: &mut DbConn<'_>, run_id: i64, k: &RunCounts) -> QueryResult<()> {
+    use crate::schema::sync_runs::dsl::*;
+    dispatch!(conn, c => diesel::update(sync_runs.find(run_id))
+        .set((
+            fetched.eq(fetched + k.fetched),
+            inserted.eq(inserted + k.inserted),
+            updated.eq(updated + k.updated),
+            unchanged.eq(unchanged + k.unchanged),
+            deleted.eq(deleted + k.deleted),
+            merged.eq(merged + k.merged),
+            rejected.eq(rejected + k.rejected),
+            pages.eq(pages + k.pages),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Applies one page in one transaction (a savepoint when called inside another): the
+/// records by the revision policy, each in its own SAVEPOINT so a failing write costs only
+/// itself and is quarantined; `rejected` (refused before the database) is quarantined as
+/// is; the run row, when given, gets the page's counts. Either all of it commits or none.
+pub async fn apply_page(
+    conn: &mut DbConn<'_>,
+    run_id: Option<i64>,
+    records: &[EventRecord],
+    rejected: &[NewRejected],
+) -> QueryResult<PageResult> {
+    dispatch!(conn, c => c.transaction(async |tx| {
+        let mut db = DbConn::from(tx);
+        apply_page_in_tx(&mut db, run_id, records, rejected).await
+    }).await)
+}
+
+async fn apply_page_in_tx(
+    db: &mut DbConn<'_>,
+    run_id: Option<i64>,
+    records: &[EventRecord],
+    rejected: &[NewRejected],
+) -> QueryResult<PageResult> {
+    let now = Ts::now();
+    let mut wanted: Vec<&str> = records
+        .iter()
+        .flat_map(|r| r.alias_list().chain([r.id.as_str()]))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut stored: HashMap<String, StoredVersion> = load_versions(db, &wanted)
+        .await?
+        .into_iter()
+        .map(|v| (v.id.clone(), v))
+        .collect();
+
+    let mut result = PageResult {
+        outcomes: Vec::with_capacity(records.len()),
+        counts: RunCounts::default(),
+    };
+    let mut refused: Vec<NewRejected> = rejected.to_vec();
+    for rec in records {
+        let outcome = match rec.nul_check() {
+            Err(reason) => Outcome::Rejected(reason),
+            Ok(()) => {
+                let plan = plan_record(rec, &stored);
+                if plan.is_noop() {
+                    Outcome::Unchanged
+                } else {
+                    match write_in_savepoint(db, rec, &plan, now).await {
+                        Ok(o) => {
+                            plan.remember(rec, now, &mut stored);
+                            o
+                        }
+                        Err(e) if is_record_error(&e) => {
+                            Outcome::Rejected(format!("database refused the record: {e}"))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        };
+        if let Outcome::Rejected(reason) = &outcome {
+            log::warn!("Failed to insert earthquake {}: {reason}", rec.id);
+            refused.push(NewRejected {
+                run_id,
+                source_id: Some(rec.id.clone()),
+                reason: reason.clone(),
+                payload: serde_json::to_string(rec)
+                    .unwrap_or_else(|e| format!("{{\"unserializable\":\"{e}\"}}")),
+                rejected_at: now,
+            });
+        }
+        count(&mut result.counts, &outcome);
+        result.outcomes.push((rec.id.clone(), outcome));
+    }
+    result.counts.rejected += rejected.len() as i64;
+    result.counts.fetched += rejected.len() as i64;
+    result.counts.pages = 1;
+    for r in refused.iter_mut() {
+        r.run_id = r.run_id.or(run_id);
+    }
+    quarantine(db, &refused).await?;
+    if let Some(id) = run_id {
+        add_run_counts(db, id, &result.counts).await?;
+    }
+    Ok(result)
+}
+
+fn count(k: &mut RunCounts, o: &Outcome) {
+    k.fetched += 1;
+    match o {
+        Outcome::Inserted => k.inserted += 1,
+        Outcome::Updated => k.updated += 1,
+        Outcome::Unchanged => k.unchanged += 1,
+        Outcome::Deleted => k.deleted += 1,
+        Outcome::Merged => k.merged += 1,
+        Outcome::Rejected(_) => k.rejected += 1,
+    }
+}
+
+/// Errors that belong to one record (constraint, bad value) rather than to the connection.
+fn is_record_error(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(kind, _) => !matches!(kind, DatabaseErrorKind::ClosedConnection),
+        DieselError::SerializationError(_) | DieselError::DeserializationError(_) => true,
+        _ => false,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Write {
+    None,
+    Insert,
+    Update,
+}
+
+#[derive(Debug)]
+struct Plan {
+    write: Write,
+    /// Stored primary ids listed in the record's `ids`, to be marked merged into it.
+    merges: Vec<String>,
+}
+
+impl Plan {
+    fn is_noop(&self) -> bool {
+        self.write == Write::None && self.merges.is_empty()
+    }
+
+    /// Keeps the in-memory view in step after a successful write, so a later record of the
+    /// same page sees it.
+    fn remember(&self, rec: &EventRecord, _now: Ts, stored: &mut HashMap<String, StoredVersion>) {
+        if self.write != Write::None {
+            stored.insert(
+                rec.id.clone(),
+                StoredVersion {
+                    id: rec.id.clone(),
+                    updated: rec.updated,
+                    content_hash: rec.content_hash.clone(),
+                    status: rec.status.clone(),
+                    merged_into: None,
+                },
+            );
+        }
+        for m in &self.merges {
+            if let Some(v) = stored.get_mut(m) {
+                v.merged_into = Some(rec.id.clone());
+            }
+        }
+    }
+}
+
+/// The revision policy for one record (pure).
+fn plan_record(rec: &EventRecord, stored: &HashMap<String, StoredVersion>) -> Plan {
+    let write = match stored.get(&rec.id) {
+        None => Write::Insert,
+        Some(s) if rec.updated > s.updated => Write::Update,
+        Some(s) if rec.updated == s.updated && rec.content_hash != s.content_hash => Write::Update,
+        Some(_) => Write::None,
+    };
+    let merges = if rec.is_deleted() {
+        Vec::new()
+    } else {
+        rec.alias_list()
+            .filter(|a| *a != rec.id)
+            .filter_map(|a| stored.get(a))
+            .filter(|s| s.merged_into.as_deref() != Some(rec.id.as_str()))
+            .map(|s| s.id.clone())
+            .collect()
+    };
+    Plan { write, merges }
+}
+
+async fn write_in_savepoint(
+    db: &mut DbConn<'_>,
+    rec: &EventRecord,
+    plan: &Plan,
+    now: Ts,
+) -> QueryResult<Outcome> {
+    dispatch!(db, c => c.transaction(async |sp| {
+        let mut sp = DbConn::from(sp);
+        write_record(&mut sp, rec, plan, now).await
+    }).await)
+}
+
+async fn write_record(
+    db: &mut DbConn<'_>,
+    rec: &EventRecord,
+    plan: &Plan,
+    now: Ts,
+) -> QueryResult<Outcome> {
+    use crate::schema::earthquakes::dsl as e;
+    match plan.write {
+        Write::Insert => {
+            dispatch!(db, c => diesel::insert_into(e::earthquakes)
+                .values((rec, e::first_seen_at.eq(now), e::last_changed_at.eq(now)))
+                .execute(c)
+                .await)?;
+        }
+        Write::Update => {
+            dispatch!(db, c => diesel::update(e::earthquakes.find(&rec.id))
+                .set((rec, e::last_changed_at.eq(now), e::merged_into.eq(None::<String>)))
+                .execute(c)
+                .await)?;
+        }
+        Write::None => {}
+    }
+    if !plan.merges.is_empty() {
+        dispatch!(db, c => diesel::update(e::earthquakes.filter(e::id.eq_any(&plan.merges)))
+            .set((e::merged_into.eq(&rec.id), e::last_changed_at.eq(now)))
+            .execute(c)
+            .await)?;
+    }
+    Ok(if rec.is_deleted() && plan.write != Write::None {
+        Outcome::Deleted
+    } else if !plan.merges.is_empty() {
+        Outcome::Merged
+    } else {
+        match plan.write {
+            Write::Insert => Outcome::Inserted,
+            Write::Update => Outcome::Updated,
+            Write::None => Outcome::Unchanged,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, ids: &str, updated_ms: i64, hash: &str) -> EventRecord {
+        let t = chrono::DateTime::from_timestamp_millis(updated_ms).unwrap_or_default();
+        EventRecord {
+            id: id.into(),
+            ids: ids.into(),
+            time: Ts(t),
+            updated: Ts(t),
+            magnitude: None,
+            mag_type: None,
+            place: None,
+            title: None,
+            longitude: 0.0,
+            latitude: 0.0,
+            depth_km: None,
+            status: "automatic".into(),
+            event_type: None,
+            net: None,
+            code: None,
+            tsunami: None,
+            sig: None,
+            felt: None,
+            alert: None,
+            url: None,
+            source: "usgs".into(),
+            content_hash: hash.into(),
+        }
+    }
+
+    fn stored_of(r: &EventRecord) -> StoredVersion {
+        StoredVersion {
+            id: r.id.clone(),
+            updated: r.updated,
+            content_hash: r.content_hash.clone(),
+            status: r.status.clone(),
+            merged_into: None,
+        }
+    }
+
+    #[test]
+    fn policy() {
+        let old = rec("a", ",a,", 1000, "h1");
+        let mut map = HashMap::new();
+        assert_eq!(plan_record(&old, &map).write, Write::Insert);
+        map.insert("a".to_string(), stored_of(&old));
+        assert!(plan_record(&old, &map).is_noop());
+        assert_eq!(
+            plan_record(&rec("a", ",a,", 2000, "h1"), &map).write,
+            Write::Update
+        );
+        assert_eq!(
+            plan_record(&rec("a", ",a,", 1000, "h2"), &map).write,
+            Write::Update
+        );
+        assert!(plan_record(&rec("a", ",a,", 500, "h2"), &map).is_noop());
+        // b lists a as an alias: a is merged into b.
+        let b = rec("b", ",a,b,", 3000, "h3");
+        let plan = plan_record(&b, &map);
+        assert_eq!(plan.write, Write::Insert);
+        assert_eq!(plan.merges, vec!["a".to_string()]);
+        // an alias that is nobody's primary id merges nothing
+        assert!(
+            plan_record(&rec("c", ",c,zz,", 3000, "h"), &map)
+                .merges
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! quake-store against real databases: every test runs on SQLite (a temp file) and on
+//! PostgreSQL (`TEST_DATABASE_URL`, a fresh database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, Utc};
+use quake_store::testing::TestDb;
+use quake_store::write::{Outcome, apply_page};
+use quake_store::{EventRecord, NewRejected, Store, Ts, read, runs};
+
+/// Runs `$body(store)` once on SQLite and once on PostgreSQL.
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                let db = TestDb::sqlite();
+                ($body)(db.store().await).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let Some(db) = TestDb::postgres(concat!(stringify!($name), "::postgres")).await
+                else {
+                    return;
+                };
+                ($body)(db.store().await).await;
+            }
+        }
+    };
+}
+
+fn ms(t: i64) -> Ts {
+    Ts(DateTime::<Utc>::from_timestamp_millis(t).unwrap())
+}
+
+fn rec(id: &str, ids: &[&str], updated: i64, hash: &str) -> EventRecord {
+    let mut all: Vec<&str> = ids.to_vec();
+    all.push(id);
+    all.sort();
+    all.dedup();
+    EventRecord {
+        id: id.into(),
+        ids: format!(",{},", all.join(",")),
+        time: ms(1_626_000_000_000),
+        updated: ms(updated),
+        magnitude: Some(2.5),
+        mag_type: Some("ml".into()),
+        place: Some(format!("place of {id}")),
+        title: None,
+        longitude: -120.5,
+        latitude: 35.25,
+        depth_km: Some(-0.68),
+        status: "automatic".into(),
+        event_type: Some("earthquake".into()),
+        net: Some("ci".into()),
+        code: Some(id.trim_start_matches("ci").into()),
+        tsunami: None,
+        sig: Some(100),
+        felt: None,
+        alert: None,
+        url: None,
+        source: "usgs".into(),
+        content_hash: hash.into(),
+    }
+}
+
+async fn apply(store: &Store, run: Option<i64>, recs: &[EventRecord]) -> Vec<Outcome> {
+    let mut conn = store.conn().await.unwrap();
+    let res = apply_page(&mut conn.db(), run, recs, &[]).await.unwrap();
+    res.outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+async fn event(store: &Store, id: &str) -> quake_store::Earthquake {
+    let mut conn = store.conn().await.unwrap();
+    read::get_event(&mut conn.db(), id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{id} missing"))
+}
+
+both_backends!(each_outcome_of_a_page_write, async |store: Store| {
+    // insert
+    let a = rec("ci1", &[], 1000, "h1");
+    assert_eq!(
+        apply(&store, None, std::slice::from_ref(&a)).await,
+        vec![Outcome::Inserted]
+    );
+    let stored = event(&store, "ci1").await;
+    assert_eq!(stored.depth_km, Some(-0.68));
+    assert_eq!(stored.updated, ms(1000));
+    // same content again: unchanged
+    assert_eq!(
+        apply(&store, None, std::slice::from_ref(&a)).await,
+        vec![Outcome::Unchanged]
+    );
+    // newer updated: update (a field changes, magnitude becomes null)
+    let mut newer = rec("ci1", &[], 2000, "h2");
+    newer.magnitude = None;
+    assert_eq!(apply(&store, None, &[newer]).await, vec![Outcome::Updated]);
+    let stored = event(&store, "ci1").await;
+    assert_eq!(stored.magnitude, None);
+    assert_eq!(stored.updated, ms(2000));
+    // equal updated, different content (USGS changes place without touching updated)
+    let mut place_only = rec("ci1", &[], 2000, "h3");
+    place_only.place = Some("Greece-Albania border region".into());
+    assert_eq!(
+        apply(&store, None, &[place_only]).await,
+        vec![Outcome::Updated]
+    );
+    assert_eq!(
+        event(&store, "ci1").await.place.as_deref(),
+        Some("Greece-Albania border region")
+    );
+    // older updated: ignored, nothing written
+    let mut older = rec("ci1", &[], 1500, "h4");
+    older.place = Some("stale".into());
+    assert_eq!(
+        apply(&store, None, &[older]).await,
+        vec![Outcome::Unchanged]
+    );
+    assert_eq!(
+        event(&store, "ci1").await.place.as_deref(),
+        Some("Greece-Albania border region")
+    );
+    // deleted: row kept with status deleted
+    let mut del = rec("ci1", &[], 3000, "h5");
+    del.status = "deleted".into();
+    assert_eq!(apply(&store, None, &[del]).await, vec![Outcome::Deleted]);
+    assert_eq!(event(&store, "ci1").await.status, "deleted");
+    // merged: us2 lists the stored primary id ci9 in its ids
+    assert_eq!(
+        apply(&store, None, &[rec("ci9", &[], 1000, "x")]).await,
+        vec![Outcome::Inserted]
+    );
+    assert_eq!(
+        apply(&store, None, &[rec("us2", &["ci9"], 4000, "y")]).await,
+        vec![Outcome::Merged]
+    );
+    assert_eq!(
+        event(&store, "ci9").await.merged_into.as_deref(),
+        Some("us2")
+    );
+    assert_eq!(event(&store, "us2").await.merged_into, None);
+    // an alias shared by two events that is nobody's primary id merges nothing
+    assert_eq!(
+        apply(
+            &store,
+            None,
+            &[
+                rec("pr1", &["at00n3rz0w"], 1, "p1"),
+                rec("pr2", &["at00n3rz0w"], 1, "p2")
+            ]
+        )
+        .await,
+        vec![Outcome::Inserted, Outcome::Inserted]
+    );
+    let mut conn = store.conn().await.unwrap();
+    let counts = read::catalogue_counts(&mut conn.db()).await.unwrap();
+    assert_eq!((counts.live, counts.deleted, counts.merged), (3, 1, 1));
+});
+
+both_backends!(a_failing_write_costs_only_itself, async |store: Store| {
+    let mut conn = store.conn().await.unwrap();
+    let run = runs::open_run(&mut conn.db(), "cli").await.unwrap();
+    let mut bad = rec("ci2", &[], 1000, "b");
+    bad.latitude = 200.0; // refused by the table's CHECK constraint
+    let page = vec![rec("ci1", &[], 1000, "a"), bad, rec("ci3", &[], 1000, "c")];
+    let res = apply_page(&mut conn.db(), Some(run.id), &page, &[])
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = res.outcomes.iter().map(|(_, o)| o.clone()).collect();
+    assert_eq!(outcomes[0], Outcome::Inserted);
+    assert!(
+        matches!(&outcomes[1], Outcome::Rejected(r) if r.contains("database refused")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[2], Outcome::Inserted);
+    let all = read::all_events(&mut conn.db()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec!["ci1", "ci3"]
+    );
+    let rejected = read::rejected_records(&mut conn.db(), Some(run.id))
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].source_id.as_deref(), Some("ci2"));
+    assert!(
+        rejected[0].payload.contains("\"latitude\":200.0"),
+        "{}",
+        rejected[0].payload
+    );
+    let run = runs::get_run(&mut conn.db(), run.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (run.fetched, run.inserted, run.rejected, run.pages),
+        (3, 2, 1, 1)
+    );
+});
+
+both_backends!(
+    nul_bytes_refused_before_the_database,
+    async |store: Store| {
+        let mut nul = rec("ci5", &[], 1000, "n");
+        nul.place = Some("bad\0place".into());
+        let outcomes = apply(&store, None, &[nul, rec("ci6", &[], 1000, "ok")]).await;
+        assert_eq!(
+            outcomes[0],
+            Outcome::Rejected("NUL character in field `place`".into())
+        );
+        assert_eq!(outcomes[1], Outcome::Inserted);
+        let mut conn = store.conn().await.unwrap();
+        let rejected = read::rejected_records(&mut conn.db(), None).await.unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].reason.contains("NUL"));
+    }
+);
+
+both_backends!(quarantine_keeps_raw_payload, async |store: Store| {
+    let mut conn = store.conn().await.unwrap();
+    let raw = r#"{"type":"Feature","id":"","properties":{"time":null}}"#;
+    let q = NewRejected {
+        run_id: None,
+        source_id: None,
+        reason: "empty id".into(),
+        payload: raw.into(),
+        rejected_at: Ts::now(),
+    };
+    let res = apply_page(&mut conn.db(), None, &[rec("ci7", &[], 1, "z")], &[q])
+        .await
+        .unwrap();
+    assert_eq!(
+        (res.counts.fetched, res.counts.inserted, res.counts.rejected),
+        (2, 1, 1)
+    );
+    let rejected = read::rejected_records(&mut conn.db(), None).await.unwrap();
+    assert_eq!(rejected[0].payload, raw);
+});
+
+both_backends!(runs_and_cursors, async |store: Store| {
+    let mut conn = store.conn().await.unwrap();
+    let r1 = runs::open_run(&mut conn.db(), "scheduled").await.unwrap();
+    assert_eq!(r1.status, "running");
+    let r2 = runs::open_run(&mut conn.db(), "manual").await.unwrap();
+    // r2's holder finds r1 left running by a dead process
+    assert_eq!(
+        runs::abandon_running(&mut conn.db(), Some(r2.id))
+            .await
+            .unwrap(),
+        1
+    );
+    let r1 = runs::get_run(&mut conn.db(), r1.id).await.unwrap().unwrap();
+    assert_eq!(r1.status, "abandoned");
+    assert!(r1.finished_at.is_some());
+    let r2 = runs::finish_run(&mut conn.db(), r2.id, "succeeded", None)
+        .await
+        .unwrap();
+    assert_eq!(r2.status, "succeeded");
+    let latest = runs::latest_runs(&mut conn.db(), 10).await.unwrap();
+    assert_eq!(
+        latest.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![r2.id, r1.id]
+    );
+    assert_eq!(
+        runs::last_success(&mut conn.db())
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(r2.id)
+    );
+
+    assert_eq!(runs::get_state(&mut conn.db(), "usgs").await.unwrap(), None);
+    runs::set_state(&mut conn.db(), "usgs", Some(ms(1_626_790_000_123)), 0)
+        .await
+        .unwrap();
+    runs::set_state(&mut conn.db(), "usgs", Some(ms(1_626_790_999_456)), 500)
+        .await
+        .unwrap();
+    let st = runs::get_state(&mut conn.db(), "usgs")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (st.cursor, st.resume_offset),
+        (Some(ms(1_626_790_999_456)), 500)
+    );
+});
+
+both_backends!(migrations_are_idempotent, async |store: Store| {
+    assert_eq!(store.migrate().await.unwrap(), 0);
+    assert!(store.migrations_applied().await.unwrap());
+    store.ping().await.unwrap();
+});
+
+#[tokio::test]
+async fn cluster_lock_is_exclusive_and_freed_when_its_connection_closes() {
+    let Some(db) = TestDb::postgres("cluster_lock").await else {
+        return;
+    };
+    let store = db.store().await;
+    let other = Store::connect(&db.url, Default::default()).await.unwrap();
+    let first = store
+        .try_sync_lock()
+        .await
+        .unwrap()
+        .expect("first holder gets the lock");
+    assert!(first.is_cluster_wide());
+    assert!(
+        other.try_sync_lock().await.unwrap().is_none(),
+        "second holder refused"
+    );
+    drop(first); // closes the dedicated connection
+    let mut again = None;
+    for _ in 0..50 {
+        again = other.try_sync_lock().await.unwrap();
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let again = again.expect("lock freed after the holder's connection closed");
+    again.release().await.unwrap();
+    assert!(store.try_sync_lock().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn cluster_lock_freed_when_the_holding_process_dies() {
+    let Some(db) = TestDb::postgres("cluster_lock_process").await else {
+        return;
+    };
+    let store = db.store().await;
+    // A separate process (psql) takes the same advisory lock and is killed.
+    let key = quake_store::lock::SYNC_LOCK_KEY;
+    // Like our own holder, the child's session is idle while it holds the lock.
+    let mut child = std::process::Command::new("psql")
+        .arg(&db.url)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql available");
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(stdin, "SELECT pg_advisory_lock({key});").unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut held = false;
+    for _ in 0..100 {
+        match store.try_sync_lock().await.unwrap() {
+            Some(l) => l.release().await.unwrap(),
+            None => {
+                held = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(held, "the child process took the lock");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut freed = false;
+    for _ in 0..100 {
+        if store.try_sync_lock().await.unwrap().is_some() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(freed, "PostgreSQL freed the dead process's lock");
+}
+
+#[tokio::test]
+async fn concurrent_migrations_both_succeed() {
+    let Some(db) = TestDb::postgres("concurrent_migrations").await else {
+        return;
+    };
+    let a = Store::connect(&db.url, Default::default()).await.unwrap();
+    let b = Store::connect(&db.url, Default::default()).await.unwrap();
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        ra + rb,
+        1,
+        "exactly one of the two applied the one migration"
+    );
+    assert!(a.migrations_applied().await.unwrap());
+}
+
+#[tokio::test]
+async fn tls_sslmode_require_connects() {
+    let Some(db) = TestDb::postgres("tls_require").await else {
+        return;
+    };
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=require", db.url);
+    let store = Store::connect(&url, Default::default()).await.unwrap();
+    let mut conn = store.conn().await.unwrap();
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Ssl {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ssl: bool,
+    }
+    let quake_store::DbConn::Pg(c) = conn.db() else {
+        panic!("postgres")
+    };
+    let row: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result(c)
+        .await
+        .unwrap();
+    assert!(row.ssl, "the session is encrypted");
+}
+
+#[tokio::test]
+async fn bad_urls_are_named_and_passwords_hidden() {
+    let err = Store::connect("mysql://u:hunter2@h/db", Default::default())
+        .await
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("expected postgres://") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    assert_eq!(
+        quake_store::redact_url("postgres://u:hunter2@h/db"),
+        "postgres://u:***@h/db"
+    );
+}

@@ -165,6 +165,8 @@ pub struct SyncState {
     pub source: String,
     pub cursor: Option<Ts>,
     pub resume_offset: i64,
+    /// The pinned `starttime` of this source's queries.
+    pub start_time: Option<Ts>,
     pub updated_at: Ts,
 }
 

@@ -88,6 +88,7 @@ diesel::table! {
         source -> Text,
         cursor -> Nullable<UtcTs>,
         resume_offset -> BigInt,
+        start_time -> Nullable<UtcTs>,
         updated_at -> UtcTs,
     }
 }

@@ -272,19 +272,25 @@ both_backends!(runs_and_cursors, async |store: Store| {
     );
 
     assert_eq!(runs::get_state(&mut conn.db(), "usgs").await.unwrap(), None);
-    runs::set_state(&mut conn.db(), "usgs", Some(ms(1_626_790_000_123)), 0)
+    runs::set_state(&mut conn.db(), "usgs", Some(ms(1_626_790_000_123)), 0, None)
         .await
         .unwrap();
-    runs::set_state(&mut conn.db(), "usgs", Some(ms(1_626_790_999_456)), 500)
-        .await
-        .unwrap();
+    runs::set_state(
+        &mut conn.db(),
+        "usgs",
+        Some(ms(1_626_790_999_456)),
+        500,
+        Some(ms(1)),
+    )
+    .await
+    .unwrap();
     let st = runs::get_state(&mut conn.db(), "usgs")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
         (st.cursor, st.resume_offset),
-        (Some(ms(1_626_790_999_456)), 500)
+        (Some(ms(1_626_790_999_456)), 500, Some(ms(1)))
     );
 });
 

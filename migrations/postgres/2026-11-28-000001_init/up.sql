@@ -62,5 +62,6 @@ CREATE TABLE sync_state (
     source        TEXT PRIMARY KEY,
     cursor        TIMESTAMPTZ,
     resume_offset BIGINT NOT NULL DEFAULT 0,
+    start_time    TIMESTAMPTZ,                -- the pinned `starttime` of FDSN queries (first run's start)
     updated_at    TIMESTAMPTZ NOT NULL
 );

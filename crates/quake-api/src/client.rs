@@ -1,0 +1,341 @@
+//! The upstream clients: USGS FDSN event service, USGS summary feeds, EMSC.
+
+use chrono::{DateTime, Utc};
+use url::Url;
+
+use crate::error::ApiError;
+use crate::event::Page;
+use crate::http::{HttpCore, HttpOptions, parse_http_url, redact_url};
+use crate::parse::{
+    CountResponse, parse_emsc, parse_usgs_any, parse_usgs_collection, parse_usgs_count,
+};
+
+/// Default USGS FDSN event query URL.
+pub const USGS_FDSN_QUERY_URL: &str = "https://earthquake.usgs.gov/fdsnws/event/1/query";
+/// Default EMSC seismicportal FDSN event query URL.
+pub const EMSC_FDSN_QUERY_URL: &str = "https://www.seismicportal.eu/fdsnws/event/1/query";
+/// The largest `limit` the USGS service accepts.
+pub const USGS_MAX_LIMIT: u32 = 20000;
+
+/// Parameters of an FDSN event query. Unset fields are not sent.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FdsnQuery {
+    /// `starttime` (origin time lower bound). Always set it for USGS: the service defaults to 30 days back.
+    pub starttime: Option<DateTime<Utc>>,
+    /// `endtime`.
+    pub endtime: Option<DateTime<Utc>>,
+    /// `updatedafter` (inclusive, second precision).
+    pub updatedafter: Option<DateTime<Utc>>,
+    /// USGS `minmagnitude`, EMSC `minmag`.
+    pub minmagnitude: Option<f64>,
+    /// `orderby`: `time`, `time-asc`, `magnitude`, `magnitude-asc`.
+    pub orderby: Option<String>,
+    /// `limit` (USGS: at most 20000).
+    pub limit: Option<u32>,
+    /// `offset`, 1-based as in FDSN (applied by USGS only together with `limit`).
+    pub offset: Option<u64>,
+    /// `includedeleted=true` (USGS only; sent only when true).
+    pub includedeleted: bool,
+    /// `eventid` (any associated id at USGS; the `unid` at EMSC).
+    pub eventid: Option<String>,
+}
+
+/// FDSN time parameter: `YYYY-MM-DDTHH:MM:SS`, sub-seconds floored away.
+pub fn fdsn_time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+fn build_url(base: &Url, pairs: &[(&str, String)]) -> Url {
+    let mut url = base.clone();
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    url
+}
+
+fn common_pairs(q: &FdsnQuery, minmag_name: &'static str) -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    if let Some(t) = &q.starttime {
+        pairs.push(("starttime", fdsn_time(t)));
+    }
+    if let Some(t) = &q.endtime {
+        pairs.push(("endtime", fdsn_time(t)));
+    }
+    if let Some(t) = &q.updatedafter {
+        pairs.push(("updatedafter", fdsn_time(t)));
+    }
+    if let Some(m) = q.minmagnitude {
+        pairs.push((minmag_name, m.to_string()));
+    }
+    if let Some(o) = &q.orderby {
+        pairs.push(("orderby", o.clone()));
+    }
+    if let Some(l) = q.limit {
+        pairs.push(("limit", l.to_string()));
+    }
+    if let Some(o) = q.offset {
+        pairs.push(("offset", o.to_string()));
+    }
+    if let Some(id) = &q.eventid {
+        pairs.push(("eventid", id.clone()));
+    }
+    pairs
+}
+
+fn usgs_pairs(q: &FdsnQuery) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![("format", "geojson".to_owned())];
+    pairs.extend(common_pairs(q, "minmagnitude"));
+    if q.includedeleted {
+        pairs.push(("includedeleted", "true".to_owned()));
+    }
+    pairs
+}
+
+/// Client of the USGS FDSN event service (`…/fdsnws/event/1/query`, `format=geojson`).
+#[derive(Clone, Debug)]
+pub struct FdsnClient {
+    core: HttpCore,
+    query_url: Url,
+    count_url: Url,
+    shown: String,
+}
+
+impl FdsnClient {
+    /// `query_url` is the full `…/fdsnws/event/1/query` URL; the `count` URL is its sibling.
+    pub fn new(query_url: &str, opts: HttpOptions) -> Result<Self, ApiError> {
+        let query_url = parse_http_url(query_url)?;
+        let mut count_url = query_url.join("count").map_err(|e| ApiError::InvalidUrl {
+            url: redact_url(&query_url),
+            reason: format!("cannot derive the count URL: {e}"),
+        })?;
+        count_url.set_query(query_url.query());
+        Ok(FdsnClient {
+            core: HttpCore::new(opts)?,
+            shown: redact_url(&query_url),
+            query_url,
+            count_url,
+        })
+    }
+
+    /// The query URL, redacted (no userinfo).
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The full request URL that [`FdsnClient::query`] would use for `q`.
+    pub fn query_url_for(&self, q: &FdsnQuery) -> Url {
+        build_url(&self.query_url, &usgs_pairs(q))
+    }
+
+    /// Run a query. A single-`Feature` body (`eventid=`) is accepted too; 204 gives an empty page.
+    pub async fn query(&self, q: &FdsnQuery) -> Result<Page, ApiError> {
+        let url = self.query_url_for(q);
+        match self.core.get(&url).await? {
+            None => Ok(Page::default()),
+            Some(body) => parse_usgs_any(&body).map_err(|e| e.with_url(&redact_url(&url))),
+        }
+    }
+
+    /// The `count` method with the same parameters.
+    pub async fn count(&self, q: &FdsnQuery) -> Result<CountResponse, ApiError> {
+        let url = build_url(&self.count_url, &usgs_pairs(q));
+        match self.core.get(&url).await? {
+            None => Ok(CountResponse {
+                count: 0,
+                max_allowed: None,
+            }),
+            Some(body) => parse_usgs_count(&body).map_err(|e| e.with_url(&redact_url(&url))),
+        }
+    }
+}
+
+/// Client of one USGS real-time summary feed (`…/summary/*.geojson`).
+#[derive(Clone, Debug)]
+pub struct FeedClient {
+    core: HttpCore,
+    url: Url,
+    shown: String,
+}
+
+impl FeedClient {
+    /// `url` is the feed's URL, e.g. `https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson`.
+    pub fn new(url: &str, opts: HttpOptions) -> Result<Self, ApiError> {
+        let url = parse_http_url(url)?;
+        Ok(FeedClient {
+            core: HttpCore::new(opts)?,
+            shown: redact_url(&url),
+            url,
+        })
+    }
+
+    /// The feed URL, redacted.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// Fetch and parse the feed.
+    pub async fn fetch(&self) -> Result<Page, ApiError> {
+        match self.core.get(&self.url).await? {
+            None => Ok(Page::default()),
+            Some(body) => parse_usgs_collection(&body).map_err(|e| e.with_url(&self.shown)),
+        }
+    }
+}
+
+/// Client of the EMSC seismicportal FDSN event service (`format=json`).
+///
+/// Parameters sent: `format=json`, `starttime`, `endtime`, `updatedafter`, `minmag`,
+/// `orderby`, `limit`, `offset`, `eventid` (`includedeleted` is not sent).
+#[derive(Clone, Debug)]
+pub struct EmscClient {
+    core: HttpCore,
+    query_url: Url,
+    shown: String,
+}
+
+impl EmscClient {
+    /// `query_url` is the full `…/fdsnws/event/1/query` URL.
+    pub fn new(query_url: &str, opts: HttpOptions) -> Result<Self, ApiError> {
+        let query_url = parse_http_url(query_url)?;
+        Ok(EmscClient {
+            core: HttpCore::new(opts)?,
+            shown: redact_url(&query_url),
+            query_url,
+        })
+    }
+
+    /// The query URL, redacted.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The full request URL that [`EmscClient::query`] would use for `q`.
+    pub fn query_url_for(&self, q: &FdsnQuery) -> Url {
+        let mut pairs = vec![("format", "json".to_owned())];
+        pairs.extend(common_pairs(q, "minmag"));
+        build_url(&self.query_url, &pairs)
+    }
+
+    /// Run a query; 204 (no data) gives an empty page.
+    pub async fn query(&self, q: &FdsnQuery) -> Result<Page, ApiError> {
+        let url = self.query_url_for(q);
+        match self.core.get(&url).await? {
+            None => Ok(Page::default()),
+            Some(body) => parse_emsc(&body).map_err(|e| e.with_url(&redact_url(&url))),
+        }
+    }
+}
+
+/// Pages through an FDSN query with `limit`/`offset`, one page in memory at a time.
+///
+/// Asks `limit=batch_size` at `offset=1`, `1+batch_size`, … and stops after a short page
+/// (fewer than `batch_size` records) or after an error.
+#[derive(Debug)]
+pub struct FdsnPager {
+    client: FdsnClient,
+    base: FdsnQuery,
+    batch_size: u32,
+    next_offset: u64,
+    pages_fetched: u64,
+    done: bool,
+}
+
+impl FdsnPager {
+    /// `batch_size` is clamped to `1..=20000`. Paging starts at the base query's `offset` (or 1).
+    pub fn new(client: FdsnClient, base: FdsnQuery, batch_size: u32) -> Self {
+        let next_offset = base.offset.unwrap_or(1).max(1);
+        FdsnPager {
+            client,
+            base,
+            batch_size: batch_size.clamp(1, USGS_MAX_LIMIT),
+            next_offset,
+            pages_fetched: 0,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` once paging is over.
+    pub async fn next_page(&mut self) -> Option<Result<Page, ApiError>> {
+        if self.done {
+            return None;
+        }
+        let mut q = self.base.clone();
+        q.limit = Some(self.batch_size);
+        q.offset = Some(self.next_offset);
+        match self.client.query(&q).await {
+            Ok(page) => {
+                self.pages_fetched += 1;
+                if page.record_count() < self.batch_size as usize {
+                    self.done = true;
+                } else {
+                    self.next_offset += u64::from(self.batch_size);
+                }
+                Some(Ok(page))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// Pages successfully fetched so far.
+    pub fn pages_fetched(&self) -> u64 {
+        self.pages_fetched
+    }
+
+    /// The 1-based offset the next request would ask for (for resuming).
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// Whether paging is over.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn urls() {
+        let c = FdsnClient::new(
+            "https://u:p@earthquake.usgs.gov/fdsnws/event/1/query",
+            HttpOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.url(), "https://earthquake.usgs.gov/fdsnws/event/1/query");
+        assert_eq!(c.count_url.path(), "/fdsnws/event/1/count");
+        let t = Utc.with_ymd_and_hms(2021, 7, 20, 14, 23, 0).unwrap()
+            + chrono::Duration::milliseconds(999);
+        let q = FdsnQuery {
+            starttime: Some(t),
+            minmagnitude: Some(2.5),
+            includedeleted: true,
+            ..Default::default()
+        };
+        let u = c.query_url_for(&q);
+        assert_eq!(
+            u.query(),
+            Some(
+                "format=geojson&starttime=2021-07-20T14%3A23%3A00&minmagnitude=2.5&includedeleted=true"
+            )
+        );
+        assert!(FdsnClient::new("ftp://x/y", HttpOptions::default()).is_err());
+        assert!(FdsnClient::new("not a url", HttpOptions::default()).is_err());
+        let e = EmscClient::new(EMSC_FDSN_QUERY_URL, HttpOptions::default()).unwrap();
+        let u = e.query_url_for(&FdsnQuery {
+            minmagnitude: Some(2.5),
+            limit: Some(10),
+            ..Default::default()
+        });
+        assert_eq!(u.query(), Some("format=json&minmag=2.5&limit=10"));
+    }
+}

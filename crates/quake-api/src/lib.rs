@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod event;
+mod http;
+mod parse;
+
+pub use client::{
+    EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FdsnQuery, FeedClient,
+    USGS_FDSN_QUERY_URL, USGS_MAX_LIMIT, fdsn_time,
+};
+pub use error::ApiError;
+pub use event::{Event, Page, RejectedRecord, SourceKind, validate_event};
+pub use http::{
+    DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions, redact_url,
+};
+pub use parse::{
+    CountResponse, EMSC_EVENT_URL_BASE, parse_emsc, parse_usgs_any, parse_usgs_collection,
+    parse_usgs_count, parse_usgs_feature,
+};

@@ -119,17 +119,19 @@ pub async fn get_state(conn: &mut DbConn<'_>, source: &str) -> QueryResult<Optio
         .optional())
 }
 
-/// Stores the cursor and resume offset of a source (insert or update).
+/// Stores the cursor, resume offset and pinned start time of a source (insert or update).
 pub async fn set_state(
     conn: &mut DbConn<'_>,
     source: &str,
     cursor: Option<Ts>,
     resume_offset: i64,
+    start_time: Option<Ts>,
 ) -> QueryResult<()> {
     let row = SyncState {
         source: source.to_string(),
         cursor,
         resume_offset,
+        start_time,
         updated_at: Ts::now(),
     };
     dispatch!(conn, c => diesel::insert_into(sync_state::table)

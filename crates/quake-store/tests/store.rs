@@ -289,7 +289,7 @@ both_backends!(runs_and_cursors, async |store: Store| {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (st.cursor, st.resume_offset),
+        (st.cursor, st.resume_offset, st.start_time),
         (Some(ms(1_626_790_999_456)), 500, Some(ms(1)))
     );
 });

@@ -1,15 +1,23 @@
-// Temporary: wires only the configuration layer until the lead rewrites main.rs.
-#[allow(dead_code)]
+//! `quakesync`: keeps a database in step with the USGS / EMSC earthquake catalogue.
+//!
+//! The binary only composes: configuration (`config`), the store, the upstream source and
+//! the engine (`app`), and the commands of SPEC section 5.
+
+mod app;
 mod cli;
-#[allow(dead_code)]
 mod config;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use sync_engine::{SyncOutcome, Trigger, summary_line};
+
+/// `sync` exit code when another sync holds the lock (EX_TEMPFAIL).
+const EXIT_SKIPPED: u8 = 75;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = match config::load(
         cli.config.as_deref(),
         &|k| std::env::var(k).ok(),
@@ -21,14 +29,78 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code());
         }
     };
-    match cli.command {
-        cli::Command::Config => {
-            print!("{}", config.redacted_toml());
-            ExitCode::SUCCESS
-        }
-        other => {
-            eprintln!("quakesync: {other:?} is not wired yet");
-            ExitCode::FAILURE
-        }
+    if let cli::Command::Config = cli.command {
+        print!("{}", config.redacted_toml());
+        return ExitCode::SUCCESS;
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("quakesync: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli, config))
+}
+
+async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
+    let migrate = !cli.overrides.no_migrate;
+    match cli.command {
+        cli::Command::Config => ExitCode::SUCCESS,
+        cli::Command::Migrate => match app::store(&config, false).await {
+            Err(e) => fail(&e),
+            Ok(store) => match store.migrate().await {
+                Ok(n) => {
+                    log::info!(
+                        "Migrations applied: {n} ({} is up to date)",
+                        store.url_redacted()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            },
+        },
+        cli::Command::Sync(args) => {
+            let engine = match app::engine(&config, migrate).await {
+                Ok(e) => e,
+                Err(e) => return fail(&e),
+            };
+            match engine.sync_once(Trigger::Cli).await {
+                Err(e) => fail(&e.to_string()),
+                Ok(SyncOutcome::Skipped { running_run_id }) => {
+                    let who = running_run_id
+                        .map(|id| format!(" (run {id})"))
+                        .unwrap_or_default();
+                    eprintln!("quakesync: another sync is running{who}; skipped");
+                    ExitCode::from(EXIT_SKIPPED)
+                }
+                Ok(SyncOutcome::Succeeded(run)) | Ok(SyncOutcome::Failed(run)) => {
+                    if args.json {
+                        match serde_json::to_string_pretty(&run) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => return fail(&e.to_string()),
+                        }
+                    } else {
+                        println!("{}", summary_line(&run));
+                    }
+                    if run.status == "succeeded" {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+        cli::Command::Serve => fail("`serve` is not available in this build yet"),
+        cli::Command::Backfill(_) => fail("`backfill` is not available in this build yet"),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    log::error!("{msg}");
+    eprintln!("quakesync: {msg}");
+    ExitCode::FAILURE
 }

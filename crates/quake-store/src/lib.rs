@@ -14,6 +14,7 @@ pub mod tls;
 pub mod types;
 pub mod write;
 
+pub use diesel::result as diesel_error;
 pub use error::{Result, StoreError};
 pub use lock::ClusterLock;
 pub use models::{

@@ -1,0 +1,77 @@
+//! Composition: configuration in, store + source + engine out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quake_api::{EmscClient, FdsnClient, FeedClient, HttpOptions};
+use quake_store::{Store, StoreOptions};
+use sync_engine::{EmscSource, Engine, EngineConfig, FdsnSource, FeedSource, Source};
+
+use crate::config::{Config, SourceKindCfg};
+
+/// Connects the pool and, unless told not to, applies migrations.
+pub async fn store(config: &Config, migrate: bool) -> Result<Store, String> {
+    let options = StoreOptions {
+        pool_size: config.database.pool_size,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(config.database_url_secret(), options)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the database {}: {e}",
+                config.database_url_redacted()
+            )
+        })?;
+    if migrate {
+        let applied = store.migrate().await.map_err(|e| e.to_string())?;
+        if applied > 0 {
+            log::info!("Applied {applied} migration(s) to {}", store.url_redacted());
+        }
+    }
+    Ok(store)
+}
+
+pub fn http_options(config: &Config) -> HttpOptions {
+    HttpOptions {
+        timeout: Duration::from_secs(config.sync.http_timeout_secs),
+        max_retries: config.sync.max_retries,
+        max_response_bytes: config.sync.max_response_mb.saturating_mul(1024 * 1024),
+        ..HttpOptions::default()
+    }
+}
+
+/// The configured upstream.
+pub fn source(config: &Config) -> Result<Arc<dyn Source>, String> {
+    let opts = http_options(config);
+    let url = &config.source.url;
+    let source: Arc<dyn Source> = match config.source.kind {
+        SourceKindCfg::Fdsn => Arc::new(FdsnSource(
+            FdsnClient::new(url, opts).map_err(|e| e.to_string())?,
+        )),
+        SourceKindCfg::Feed => Arc::new(FeedSource(
+            FeedClient::new(url, opts).map_err(|e| e.to_string())?,
+        )),
+        SourceKindCfg::Emsc => Arc::new(EmscSource(
+            EmscClient::new(url, opts).map_err(|e| e.to_string())?,
+        )),
+    };
+    Ok(source)
+}
+
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        batch_size: config.sync.batch_size,
+        overlap: Duration::from_secs(config.sync.overlap_secs),
+        start_time: config.source.start_time,
+        min_magnitude: config.source.min_magnitude,
+        ..EngineConfig::default()
+    }
+}
+
+pub async fn engine(config: &Config, migrate: bool) -> Result<Engine, String> {
+    let store = store(config, migrate).await?;
+    let engine = Engine::new(store, source(config)?, engine_config(config));
+    engine.load_status().await.map_err(|e| e.to_string())?;
+    Ok(engine)
+}

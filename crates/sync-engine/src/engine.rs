@@ -1,0 +1,491 @@
+//! The engine: one sync, start to finish (SPEC section 3).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs, write};
+use serde::Serialize;
+use tokio::sync::{OwnedMutexGuard, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::record::{to_record, to_rejected};
+use crate::source::{PageRequest, Source};
+use crate::status::{CurrentRun, StatusSnapshot};
+
+/// What the engine needs to know; the binary fills it from configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Records per page (`sync.batch_size`, 1..=20000).
+    pub batch_size: u32,
+    /// Subtracted from the upstream's `generated` to make the next cursor (`sync.overlap_secs`).
+    pub overlap: Duration,
+    /// The configured `source.start_time`; when unset, `initial_lookback` before the first run.
+    pub start_time: Option<DateTime<Utc>>,
+    /// How far back the first run reaches when no start time is configured (24 h).
+    pub initial_lookback: Duration,
+    /// `source.min_magnitude`.
+    pub min_magnitude: Option<f64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            batch_size: 100,
+            overlap: Duration::from_secs(300),
+            start_time: None,
+            initial_lookback: Duration::from_secs(24 * 3600),
+            min_magnitude: None,
+        }
+    }
+}
+
+/// Who asked for a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+    Cli,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Manual => "manual",
+            Trigger::Cli => "cli",
+        }
+    }
+}
+
+/// How a call to [`Engine::sync_once`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncOutcome {
+    /// The run finished; its row says `succeeded`.
+    Succeeded(SyncRun),
+    /// The run finished with an error; its row says `failed` and why.
+    Failed(SyncRun),
+    /// Another sync held the guard (here or in another process); nothing was written.
+    Skipped { running_run_id: Option<i64> },
+}
+
+/// How a call to [`Engine::start`] ended.
+pub enum StartOutcome {
+    /// The run row exists and the sync goes on in the background.
+    Started {
+        run_id: i64,
+        handle: tokio::task::JoinHandle<SyncOutcome>,
+    },
+    /// Another sync holds the guard.
+    Busy { run_id: Option<i64> },
+}
+
+/// Errors that keep a sync from even starting (its run row could not be written).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<quake_store::diesel_error::Error> for EngineError {
+    fn from(e: quake_store::diesel_error::Error) -> Self {
+        EngineError::Store(StoreError::from(e))
+    }
+}
+
+/// The sync engine. Cheap to clone; every clone shares one single-flight guard and status.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    source: Arc<dyn Source>,
+    config: EngineConfig,
+    guard: Arc<tokio::sync::Mutex<()>>,
+    status: watch::Sender<StatusSnapshot>,
+    shutdown: CancellationToken,
+}
+
+/// What a started run holds until it ends.
+struct Prepared {
+    run: SyncRun,
+    _guard: OwnedMutexGuard<()>,
+    lock: ClusterLock,
+}
+
+impl Engine {
+    pub fn new(store: Store, source: Arc<dyn Source>, config: EngineConfig) -> Engine {
+        let lock_scope = match store.backend() {
+            quake_store::Backend::Postgres => "cluster",
+            quake_store::Backend::Sqlite => "process",
+        };
+        let snapshot = StatusSnapshot {
+            source_kind: source.kind().to_string(),
+            source_url: source.url().to_string(),
+            lock_scope: lock_scope.to_string(),
+            backend: store.backend().as_str().to_string(),
+            ..StatusSnapshot::default()
+        };
+        let (status, _) = watch::channel(snapshot);
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                source,
+                config,
+                guard: Arc::new(tokio::sync::Mutex::new(())),
+                status,
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn source(&self) -> &dyn Source {
+        self.inner.source.as_ref()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The status as of now, from memory (never waits on the database or a running sync).
+    pub fn status(&self) -> StatusSnapshot {
+        self.inner.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change (run started, page committed, run ended).
+    pub fn subscribe(&self) -> watch::Receiver<StatusSnapshot> {
+        self.inner.status.subscribe()
+    }
+
+    /// Cancelling this token makes a running sync stop after the page it is applying
+    /// commits; the run is marked failed ("interrupted by shutdown") and the cursor stays.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Fills the status from the database (last run, last success, cursor). Call at start.
+    pub async fn load_status(&self) -> Result<(), EngineError> {
+        let mut conn = self.inner.store.conn().await?;
+        let mut db = conn.db();
+        let last = runs::latest_runs(&mut db, 5)
+            .await?
+            .into_iter()
+            .find(|r| r.status != "running");
+        let success = runs::last_success(&mut db).await?;
+        let state = runs::get_state(&mut db, self.inner.source.name()).await?;
+        self.inner.status.send_modify(|s| {
+            s.last_completed = last.as_ref().and_then(|r| r.finished_at).map(|t| t.0);
+            s.last_run = last;
+            s.last_success = success.and_then(|r| r.finished_at).map(|t| t.0);
+            s.cursor = state.and_then(|st| st.cursor).map(|t| t.0);
+        });
+        Ok(())
+    }
+
+    /// Runs one sync now and waits for it. Skipped at once when another is running.
+    pub async fn sync_once(&self, trigger: Trigger) -> Result<SyncOutcome, EngineError> {
+        match self.prepare(trigger).await? {
+            Err(running_run_id) => Ok(SyncOutcome::Skipped { running_run_id }),
+            Ok(p) => Ok(self.execute(p).await),
+        }
+    }
+
+    /// Starts a sync in the background once its run row is written (for `POST /sync`).
+    pub async fn start(&self, trigger: Trigger) -> Result<StartOutcome, EngineError> {
+        match self.prepare(trigger).await? {
+            Err(run_id) => Ok(StartOutcome::Busy { run_id }),
+            Ok(p) => {
+                let run_id = p.run.id;
+                let engine = self.clone();
+                let handle = tokio::spawn(async move { engine.execute(p).await });
+                Ok(StartOutcome::Started { run_id, handle })
+            }
+        }
+    }
+
+    fn skipped(&self) {
+        log::warn!("Sync already in progress, skipping this run");
+        self.inner.status.send_modify(|s| s.skipped_total += 1);
+    }
+
+    /// Takes the guards and writes the run row. `Err(run id)` when another sync runs.
+    async fn prepare(
+        &self,
+        trigger: Trigger,
+    ) -> Result<Result<Prepared, Option<i64>>, EngineError> {
+        let Ok(guard) = self.inner.guard.clone().try_lock_owned() else {
+            self.skipped();
+            return Ok(Err(self.status().current.map(|c| c.run_id)));
+        };
+        let Some(lock) = self.inner.store.try_sync_lock().await? else {
+            self.skipped();
+            let mut conn = self.inner.store.conn().await?;
+            let running = runs::latest_runs(&mut conn.db(), 5)
+                .await?
+                .into_iter()
+                .find(|r| r.status == "running")
+                .map(|r| r.id);
+            return Ok(Err(running));
+        };
+        let mut conn = self.inner.store.conn().await?;
+        let mut db = conn.db();
+        // Only the guard's holder can know that no one else is running.
+        let abandoned = runs::abandon_running(&mut db, None).await?;
+        if abandoned > 0 {
+            log::warn!("Marked {abandoned} run(s) left running by a stopped process as abandoned");
+        }
+        let run = runs::open_run(&mut db, trigger.as_str()).await?;
+        log::info!(
+            "Starting earthquake sync (run {}, {})...",
+            run.id,
+            trigger.as_str()
+        );
+        self.inner.status.send_modify(|s| {
+            s.is_running = true;
+            s.current = Some(CurrentRun {
+                run_id: run.id,
+                trigger: trigger.as_str().to_string(),
+                started_at: run.started_at.0,
+                counts: RunCounts::default(),
+            });
+        });
+        Ok(Ok(Prepared {
+            run,
+            _guard: guard,
+            lock,
+        }))
+    }
+
+    async fn execute(&self, p: Prepared) -> SyncOutcome {
+        let started = Instant::now();
+        let run_id = p.run.id;
+        let result = self.run_pages(run_id).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let (status, error) = match &result {
+            Ok(_) => ("succeeded", None),
+            Err(e) => ("failed", Some(e.message.clone())),
+        };
+        let counts = match &result {
+            Ok(k) => *k,
+            Err(e) => e.counts,
+        };
+        let finished = match self.finish(run_id, status, error.as_deref()).await {
+            Ok(run) => run,
+            Err(e) => {
+                log::error!(
+                    "Could not record the end of run {run_id}: {e}; the next run will mark it abandoned"
+                );
+                local_row(&p.run, status, error.clone(), counts)
+            }
+        };
+        match &error {
+            None => log::info!("Sync completed in {elapsed:.2}s: {}", summary(&counts)),
+            Some(e) => log::error!(
+                "Sync failed after {elapsed:.2}s: {e} ({})",
+                summary(&counts)
+            ),
+        }
+        if p.lock.is_cluster_wide()
+            && let Err(e) = p.lock.release().await
+        {
+            log::warn!("Releasing the sync lock failed ({e}); closing its connection frees it");
+        }
+        let now = Utc::now();
+        self.inner.status.send_modify(|s| {
+            s.is_running = false;
+            s.current = None;
+            s.last_completed = Some(now);
+            if status == "succeeded" {
+                s.last_success = Some(now);
+            }
+            *s.runs_total.entry(status.to_string()).or_default() += 1;
+            s.records_total.add(&counts);
+            s.durations.push(elapsed);
+            if s.durations.len() > 1000 {
+                s.durations.remove(0);
+            }
+            s.last_run = Some(finished.clone());
+        });
+        if status == "succeeded" {
+            SyncOutcome::Succeeded(finished)
+        } else {
+            SyncOutcome::Failed(finished)
+        }
+    }
+
+    async fn finish(
+        &self,
+        run_id: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<SyncRun, EngineError> {
+        let mut conn = self.inner.store.conn().await?;
+        Ok(runs::finish_run(&mut conn.db(), run_id, status, error).await?)
+    }
+
+    /// Pages until a short page; each page in one transaction; the cursor after the last.
+    async fn run_pages(&self, run_id: i64) -> Result<RunCounts, RunError> {
+        let cfg = &self.inner.config;
+        let source = self.inner.source.as_ref();
+        let store = &self.inner.store;
+        let mut totals = RunCounts::default();
+        let fail = |message: String, counts: RunCounts| RunError { message, counts };
+
+        let run_start = Utc::now();
+        let state = {
+            let mut conn = store
+                .conn()
+                .await
+                .map_err(|e| fail(e.to_string(), totals))?;
+            runs::get_state(&mut conn.db(), source.name())
+                .await
+                .map_err(|e| fail(e.to_string(), totals))?
+        };
+        let lookback =
+            chrono::Duration::from_std(cfg.initial_lookback).unwrap_or(chrono::Duration::hours(24));
+        let start_time = cfg
+            .start_time
+            .or_else(|| state.as_ref().and_then(|s| s.start_time).map(|t| t.0))
+            .unwrap_or(run_start - lookback);
+        let cursor = state.as_ref().and_then(|s| s.cursor).map(|t| t.0);
+        let batch = cfg.batch_size.max(1);
+        let mut offset: u64 = 1;
+        let mut generated: Option<DateTime<Utc>> = None;
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return Err(fail("interrupted by shutdown".into(), totals));
+            }
+            let req = PageRequest {
+                starttime: Some(start_time),
+                endtime: None,
+                updatedafter: cursor,
+                min_magnitude: cfg.min_magnitude,
+                limit: batch,
+                offset,
+            };
+            let page = source
+                .fetch_page(&req)
+                .await
+                .map_err(|e| fail(format!("upstream: {e}"), totals))?;
+            if generated.is_none() {
+                generated = Some(page.generated.unwrap_or(run_start));
+            }
+            let n = page.record_count();
+            let records: Vec<_> = page.events.iter().map(to_record).collect();
+            let rejected: Vec<_> = page
+                .rejected
+                .iter()
+                .map(|r| to_rejected(r, run_id))
+                .collect();
+            drop(page);
+            let res = {
+                let mut conn = store
+                    .conn()
+                    .await
+                    .map_err(|e| fail(e.to_string(), totals))?;
+                write::apply_page(&mut conn.db(), Some(run_id), &records, &rejected)
+                    .await
+                    .map_err(|e| fail(format!("database: {e}"), totals))?
+            };
+            totals.add(&res.counts);
+            log::debug!(
+                "run {run_id}: page at offset {offset} applied: {}",
+                summary(&res.counts)
+            );
+            self.inner.status.send_modify(|s| {
+                if let Some(c) = s.current.as_mut() {
+                    c.counts = totals;
+                }
+            });
+            offset += n as u64;
+            if !source.is_paged() || n < batch as usize {
+                break;
+            }
+        }
+        let overlap = chrono::Duration::from_std(cfg.overlap).unwrap_or(chrono::Duration::zero());
+        let new_cursor = generated.unwrap_or(run_start) - overlap;
+        let mut conn = store
+            .conn()
+            .await
+            .map_err(|e| fail(e.to_string(), totals))?;
+        runs::set_state(
+            &mut conn.db(),
+            source.name(),
+            Some(Ts(new_cursor)),
+            0,
+            Some(Ts(start_time)),
+        )
+        .await
+        .map_err(|e| fail(format!("database: {e}"), totals))?;
+        self.inner
+            .status
+            .send_modify(|s| s.cursor = Some(new_cursor));
+        Ok(totals)
+    }
+}
+
+struct RunError {
+    message: String,
+    counts: RunCounts,
+}
+
+fn local_row(run: &SyncRun, status: &str, error: Option<String>, k: RunCounts) -> SyncRun {
+    SyncRun {
+        status: status.to_string(),
+        finished_at: Some(Ts::now()),
+        error,
+        fetched: k.fetched,
+        inserted: k.inserted,
+        updated: k.updated,
+        unchanged: k.unchanged,
+        deleted: k.deleted,
+        merged: k.merged,
+        rejected: k.rejected,
+        pages: k.pages,
+        ..run.clone()
+    }
+}
+
+/// The part of the summary line after the duration, with the words the seed's operators
+/// grep for: `80 synced (75 inserted, 5 updated, 0 deleted, 0 merged), 20 skipped (19
+/// unchanged, 1 rejected), 100 total processed`.
+pub fn summary(k: &RunCounts) -> String {
+    format!(
+        "{} synced ({} inserted, {} updated, {} deleted, {} merged), {} skipped ({} unchanged, {} rejected), {} total processed",
+        k.synced(),
+        k.inserted,
+        k.updated,
+        k.deleted,
+        k.merged,
+        k.skipped(),
+        k.unchanged,
+        k.rejected,
+        k.fetched
+    )
+}
+
+/// The whole summary line of a finished run.
+pub fn summary_line(run: &SyncRun) -> String {
+    let secs = run
+        .finished_at
+        .map(|f| (f.0 - run.started_at.0).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let k = RunCounts::from_run(run);
+    match (&run.status[..], &run.error) {
+        ("succeeded", _) => format!("Sync completed in {secs:.2}s: {}", summary(&k)),
+        (_, Some(e)) => format!(
+            "Sync {} after {secs:.2}s: {e} ({})",
+            run.status,
+            summary(&k)
+        ),
+        _ => format!("Sync {} after {secs:.2}s: {}", run.status, summary(&k)),
+    }
+}

@@ -1,0 +1,117 @@
+//! Where events come from: the [`Source`] trait, and its implementations for quake-api's
+//! clients (FDSN event service, USGS summary feed, EMSC). An embedder can implement it for
+//! any other upstream.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use quake_api::{ApiError, EmscClient, FdsnClient, FdsnQuery, FeedClient, Page};
+
+/// A boxed future, so `Source` stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One page asked of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest {
+    /// Events at or after this origin time (FDSN `starttime`).
+    pub starttime: Option<DateTime<Utc>>,
+    /// Events before this origin time (FDSN `endtime`).
+    pub endtime: Option<DateTime<Utc>>,
+    /// Events updated at or after this time (FDSN `updatedafter`): the cursor.
+    pub updatedafter: Option<DateTime<Utc>>,
+    pub min_magnitude: Option<f64>,
+    /// Page size.
+    pub limit: u32,
+    /// 1-based offset, as in FDSN.
+    pub offset: u64,
+}
+
+/// An upstream catalogue the engine can page through.
+pub trait Source: Send + Sync {
+    /// Key of this source's cursor in `sync_state` (`usgs`, `emsc`, ...).
+    fn name(&self) -> &str;
+    /// `fdsn`, `feed` or `emsc` (for status).
+    fn kind(&self) -> &str;
+    /// The upstream URL, without secrets.
+    fn url(&self) -> &str;
+    /// False when one request returns everything (a summary feed): no paging, no cursor.
+    fn is_paged(&self) -> bool {
+        true
+    }
+    /// Fetches one page.
+    fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>>;
+}
+
+fn fdsn_query(req: &PageRequest) -> FdsnQuery {
+    FdsnQuery {
+        starttime: req.starttime,
+        endtime: req.endtime,
+        updatedafter: req.updatedafter,
+        minmagnitude: req.min_magnitude,
+        orderby: Some("time-asc".into()),
+        limit: Some(req.limit),
+        offset: Some(req.offset),
+        includedeleted: true,
+        eventid: None,
+    }
+}
+
+/// The USGS FDSN event service (or anything speaking it, another quakesync included).
+pub struct FdsnSource(pub FdsnClient);
+
+impl Source for FdsnSource {
+    fn name(&self) -> &str {
+        "usgs"
+    }
+    fn kind(&self) -> &str {
+        "fdsn"
+    }
+    fn url(&self) -> &str {
+        self.0.url()
+    }
+    fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>> {
+        Box::pin(async move { self.0.query(&fdsn_query(req)).await })
+    }
+}
+
+/// A USGS summary feed: the whole feed each run, one request.
+pub struct FeedSource(pub FeedClient);
+
+impl Source for FeedSource {
+    fn name(&self) -> &str {
+        "usgs-feed"
+    }
+    fn kind(&self) -> &str {
+        "feed"
+    }
+    fn url(&self) -> &str {
+        self.0.url()
+    }
+    fn is_paged(&self) -> bool {
+        false
+    }
+    fn fetch_page<'a>(&'a self, _req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>> {
+        Box::pin(async move { self.0.fetch().await })
+    }
+}
+
+/// EMSC seismicportal's FDSN service (`format=json`).
+pub struct EmscSource(pub EmscClient);
+
+impl Source for EmscSource {
+    fn name(&self) -> &str {
+        "emsc"
+    }
+    fn kind(&self) -> &str {
+        "emsc"
+    }
+    fn url(&self) -> &str {
+        self.0.url()
+    }
+    fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>> {
+        let mut q = fdsn_query(req);
+        q.includedeleted = false;
+        Box::pin(async move { self.0.query(&q).await })
+    }
+}

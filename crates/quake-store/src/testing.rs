@@ -166,3 +166,30 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Defines a module `$name` with two `#[tokio::test]`s, `sqlite` and `postgres`, each
+/// calling `$body(db: TestDb)` on a fresh database of that backend (the PostgreSQL one is
+/// skipped, or fails under CI, without `TEST_DATABASE_URL`).
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::testing::TestDb::sqlite();
+                ($body)(db).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) =
+                    $crate::testing::TestDb::postgres(concat!(module_path!(), "::postgres")).await
+                else {
+                    return;
+                };
+                ($body)(db).await;
+            }
+        }
+    };
+}

@@ -3,31 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
+use quake_store::both_backends;
 use quake_store::testing::TestDb;
 use quake_store::write::{Outcome, apply_page};
 use quake_store::{EventRecord, NewRejected, Store, Ts, read, runs};
-
-/// Runs `$body(store)` once on SQLite and once on PostgreSQL.
-macro_rules! both_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn sqlite() {
-                let db = TestDb::sqlite();
-                ($body)(db.store().await).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let Some(db) = TestDb::postgres(concat!(stringify!($name), "::postgres")).await
-                else {
-                    return;
-                };
-                ($body)(db.store().await).await;
-            }
-        }
-    };
-}
 
 fn ms(t: i64) -> Ts {
     Ts(DateTime::<Utc>::from_timestamp_millis(t).unwrap())
@@ -78,7 +57,8 @@ async fn event(store: &Store, id: &str) -> quake_store::Earthquake {
         .unwrap_or_else(|| panic!("{id} missing"))
 }
 
-both_backends!(each_outcome_of_a_page_write, async |store: Store| {
+both_backends!(each_outcome_of_a_page_write, async |db: TestDb| {
+    let store: Store = db.store().await;
     // insert
     let a = rec("ci1", &[], 1000, "h1");
     assert_eq!(
@@ -159,7 +139,8 @@ both_backends!(each_outcome_of_a_page_write, async |store: Store| {
     assert_eq!((counts.live, counts.deleted, counts.merged), (3, 1, 1));
 });
 
-both_backends!(a_failing_write_costs_only_itself, async |store: Store| {
+both_backends!(a_failing_write_costs_only_itself, async |db: TestDb| {
+    let store: Store = db.store().await;
     let mut conn = store.conn().await.unwrap();
     let run = runs::open_run(&mut conn.db(), "cli").await.unwrap();
     let mut bad = rec("ci2", &[], 1000, "b");
@@ -200,25 +181,24 @@ both_backends!(a_failing_write_costs_only_itself, async |store: Store| {
     );
 });
 
-both_backends!(
-    nul_bytes_refused_before_the_database,
-    async |store: Store| {
-        let mut nul = rec("ci5", &[], 1000, "n");
-        nul.place = Some("bad\0place".into());
-        let outcomes = apply(&store, None, &[nul, rec("ci6", &[], 1000, "ok")]).await;
-        assert_eq!(
-            outcomes[0],
-            Outcome::Rejected("NUL character in field `place`".into())
-        );
-        assert_eq!(outcomes[1], Outcome::Inserted);
-        let mut conn = store.conn().await.unwrap();
-        let rejected = read::rejected_records(&mut conn.db(), None).await.unwrap();
-        assert_eq!(rejected.len(), 1);
-        assert!(rejected[0].reason.contains("NUL"));
-    }
-);
+both_backends!(nul_bytes_refused_before_the_database, async |db: TestDb| {
+    let store: Store = db.store().await;
+    let mut nul = rec("ci5", &[], 1000, "n");
+    nul.place = Some("bad\0place".into());
+    let outcomes = apply(&store, None, &[nul, rec("ci6", &[], 1000, "ok")]).await;
+    assert_eq!(
+        outcomes[0],
+        Outcome::Rejected("NUL character in field `place`".into())
+    );
+    assert_eq!(outcomes[1], Outcome::Inserted);
+    let mut conn = store.conn().await.unwrap();
+    let rejected = read::rejected_records(&mut conn.db(), None).await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(rejected[0].reason.contains("NUL"));
+});
 
-both_backends!(quarantine_keeps_raw_payload, async |store: Store| {
+both_backends!(quarantine_keeps_raw_payload, async |db: TestDb| {
+    let store: Store = db.store().await;
     let mut conn = store.conn().await.unwrap();
     let raw = r#"{"type":"Feature","id":"","properties":{"time":null}}"#;
     let q = NewRejected {
@@ -239,7 +219,8 @@ both_backends!(quarantine_keeps_raw_payload, async |store: Store| {
     assert_eq!(rejected[0].payload, raw);
 });
 
-both_backends!(runs_and_cursors, async |store: Store| {
+both_backends!(runs_and_cursors, async |db: TestDb| {
+    let store: Store = db.store().await;
     let mut conn = store.conn().await.unwrap();
     let r1 = runs::open_run(&mut conn.db(), "scheduled").await.unwrap();
     assert_eq!(r1.status, "running");
@@ -294,7 +275,8 @@ both_backends!(runs_and_cursors, async |store: Store| {
     );
 });
 
-both_backends!(migrations_are_idempotent, async |store: Store| {
+both_backends!(migrations_are_idempotent, async |db: TestDb| {
+    let store: Store = db.store().await;
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.migrations_applied().await.unwrap());
     store.ping().await.unwrap();

@@ -98,21 +98,23 @@ impl From<quake_store::diesel_error::Error> for EngineError {
 /// The sync engine. Cheap to clone; every clone shares one single-flight guard and status.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
-    source: Arc<dyn Source>,
-    config: EngineConfig,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) source: Arc<dyn Source>,
+    pub(crate) config: EngineConfig,
     guard: Arc<tokio::sync::Mutex<()>>,
-    status: watch::Sender<StatusSnapshot>,
-    shutdown: CancellationToken,
+    pub(crate) status: watch::Sender<StatusSnapshot>,
+    pub(crate) shutdown: CancellationToken,
 }
 
-/// What a started run holds until it ends.
-struct Prepared {
-    run: SyncRun,
+/// What a started run holds until it ends: the run row, the in-process guard and the
+/// cluster lock. Other modules of this crate (backfill) drive a run with
+/// [`Engine::prepare`], their own page loop, and [`Engine::complete`].
+pub(crate) struct Prepared {
+    pub(crate) run: SyncRun,
     _guard: OwnedMutexGuard<()>,
     lock: ClusterLock,
 }
@@ -217,7 +219,7 @@ impl Engine {
     }
 
     /// Takes the guards and writes the run row. `Err(run id)` when another sync runs.
-    async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         trigger: Trigger,
     ) -> Result<Result<Prepared, Option<i64>>, EngineError> {
@@ -266,8 +268,14 @@ impl Engine {
 
     async fn execute(&self, p: Prepared) -> SyncOutcome {
         let started = Instant::now();
+        let result = self.run_pages(p.run.id).await;
+        self.complete(p, result, started).await
+    }
+
+    /// Ends a run: finishes its row (`succeeded`, or `failed` with the error), logs the
+    /// summary line, releases the lock and updates the status.
+    pub(crate) async fn complete(&self, p: Prepared, result: Result<RunCounts, RunError>, started: Instant) -> SyncOutcome {
         let run_id = p.run.id;
-        let result = self.run_pages(run_id).await;
         let elapsed = started.elapsed().as_secs_f64();
         let (status, error) = match &result {
             Ok(_) => ("succeeded", None),
@@ -432,9 +440,10 @@ impl Engine {
     }
 }
 
-struct RunError {
-    message: String,
-    counts: RunCounts,
+/// Why a run failed, with the counts of the pages it committed before.
+pub(crate) struct RunError {
+    pub(crate) message: String,
+    pub(crate) counts: RunCounts,
 }
 
 fn local_row(run: &SyncRun, status: &str, error: Option<String>, k: RunCounts) -> SyncRun {

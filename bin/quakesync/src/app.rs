@@ -24,7 +24,12 @@ pub async fn store(config: &Config, migrate: bool) -> Result<Store, String> {
             )
         })?;
     if migrate {
-        let applied = store.migrate().await.map_err(|e| e.to_string())?;
+        let applied = store.migrate().await.map_err(|e| {
+            format!(
+                "cannot migrate the database {}: {e}",
+                config.database_url_redacted()
+            )
+        })?;
         if applied > 0 {
             log::info!("Applied {applied} migration(s) to {}", store.url_redacted());
         }

@@ -312,6 +312,21 @@ fn map_run_error(
     }
 }
 
+/// An error with its causes: tokio-postgres hides "connection refused" in `source()`.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !msg.contains(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+        cur = c.source();
+    }
+    msg
+}
+
 async fn connect_pg_inner(
     url: &str,
     mode: &SslMode,
@@ -324,7 +339,7 @@ async fn connect_pg_inner(
         let (client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            .map_err(|e| ConnectionError::BadConnection(with_causes(&e)))?;
         AsyncPgConnection::try_from_client_and_connection(client, connection).await?
     } else {
         let tls = client_config(mode).map_err(|e| ConnectionError::BadConnection(e.to_string()))?;

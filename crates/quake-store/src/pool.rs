@@ -347,7 +347,7 @@ async fn connect_pg_inner(
         let (client, connection) = config
             .connect(tls)
             .await
-            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            .map_err(|e| ConnectionError::BadConnection(with_causes(&e)))?;
         AsyncPgConnection::try_from_client_and_connection(client, connection).await?
     };
     let app = opts.application_name.replace('\'', "");

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+mod fast;
 pub mod lock;
 pub mod migrate;
 pub mod models;
@@ -26,4 +27,4 @@ pub use pool::{
 };
 pub use read::CatalogueCounts;
 pub use types::Ts;
-pub use write::{Outcome, PageResult};
+pub use write::{Outcome, PageResult, WriteMode};

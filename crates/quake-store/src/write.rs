@@ -125,9 +125,32 @@ pub async fn apply_page(
     records: &[EventRecord],
     rejected: &[NewRejected],
 ) -> QueryResult<PageResult> {
+    apply_page_with(conn, run_id, records, rejected, WriteMode::Auto).await
+}
+
+/// How [`apply_page_with`] writes the records of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The fast path where the backend has one (PostgreSQL: one `UNNEST` upsert per chunk,
+    /// bisected down to per-record savepoints around refused rows), else per record.
+    Auto,
+    /// A SAVEPOINT and a statement per record (the seed's design; the reference the fast
+    /// path is tested against).
+    PerRecord,
+}
+
+/// [`apply_page`] with an explicit write mode. Both modes give the same catalogue, the
+/// same outcomes and the same counts.
+pub async fn apply_page_with(
+    conn: &mut DbConn<'_>,
+    run_id: Option<i64>,
+    records: &[EventRecord],
+    rejected: &[NewRejected],
+    mode: WriteMode,
+) -> QueryResult<PageResult> {
     dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
-        apply_page_in_tx(&mut db, run_id, records, rejected).await
+        apply_page_in_tx(&mut db, run_id, records, rejected, mode).await
     }).await)
 }
 
@@ -136,6 +159,7 @@ async fn apply_page_in_tx(
     run_id: Option<i64>,
     records: &[EventRecord],
     rejected: &[NewRejected],
+    mode: WriteMode,
 ) -> QueryResult<PageResult> {
     let now = Ts::now();
     let mut wanted: Vec<&str> = records
@@ -150,32 +174,21 @@ async fn apply_page_in_tx(
         .map(|v| (v.id.clone(), v))
         .collect();
 
+    let mut outcomes = Vec::with_capacity(records.len());
+    if mode == WriteMode::Auto && matches!(db, DbConn::Pg(_)) {
+        crate::fast::apply_chunk(db, records, &mut stored, now, &mut outcomes).await?;
+    } else {
+        for rec in records {
+            outcomes.push(apply_one(db, rec, &mut stored, now).await?);
+        }
+    }
+
     let mut result = PageResult {
         outcomes: Vec::with_capacity(records.len()),
         counts: RunCounts::default(),
     };
     let mut refused: Vec<NewRejected> = rejected.to_vec();
-    for rec in records {
-        let outcome = match rec.nul_check() {
-            Err(reason) => Outcome::Rejected(reason),
-            Ok(()) => {
-                let plan = plan_record(rec, &stored);
-                if plan.is_noop() {
-                    Outcome::Unchanged
-                } else {
-                    match write_in_savepoint(db, rec, &plan, now).await {
-                        Ok(o) => {
-                            plan.remember(rec, now, &mut stored);
-                            o
-                        }
-                        Err(e) if is_record_error(&e) => {
-                            Outcome::Rejected(format!("database refused the record: {e}"))
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        };
+    for (rec, outcome) in records.iter().zip(outcomes) {
         if let Outcome::Rejected(reason) = &outcome {
             log::warn!("Failed to insert earthquake {}: {reason}", rec.id);
             refused.push(NewRejected {
@@ -203,6 +216,33 @@ async fn apply_page_in_tx(
     Ok(result)
 }
 
+/// One record by the per-record path: NUL check, plan, write in its own SAVEPOINT,
+/// remember. A refused write is rolled back alone and becomes `Rejected`.
+pub(crate) async fn apply_one(
+    db: &mut DbConn<'_>,
+    rec: &EventRecord,
+    stored: &mut HashMap<String, StoredVersion>,
+    now: Ts,
+) -> QueryResult<Outcome> {
+    if let Err(reason) = rec.nul_check() {
+        return Ok(Outcome::Rejected(reason));
+    }
+    let plan = plan_record(rec, stored);
+    if plan.is_noop() {
+        return Ok(Outcome::Unchanged);
+    }
+    match write_in_savepoint(db, rec, &plan, now).await {
+        Ok(()) => {
+            plan.remember(rec, now, stored);
+            Ok(plan.outcome(rec))
+        }
+        Err(e) if is_record_error(&e) => Ok(Outcome::Rejected(format!(
+            "database refused the record: {e}"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
 fn count(k: &mut RunCounts, o: &Outcome) {
     k.fetched += 1;
     match o {
@@ -216,7 +256,7 @@ fn count(k: &mut RunCounts, o: &Outcome) {
 }
 
 /// Errors that belong to one record (constraint, bad value) rather than to the connection.
-fn is_record_error(e: &DieselError) -> bool {
+pub(crate) fn is_record_error(e: &DieselError) -> bool {
     match e {
         DieselError::DatabaseError(kind, _) => !matches!(kind, DatabaseErrorKind::ClosedConnection),
         DieselError::SerializationError(_) | DieselError::DeserializationError(_) => true,
@@ -225,27 +265,32 @@ fn is_record_error(e: &DieselError) -> bool {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Write {
+pub(crate) enum Write {
     None,
     Insert,
     Update,
 }
 
 #[derive(Debug)]
-struct Plan {
-    write: Write,
+pub(crate) struct Plan {
+    pub(crate) write: Write,
     /// Stored primary ids listed in the record's `ids`, to be marked merged into it.
-    merges: Vec<String>,
+    pub(crate) merges: Vec<String>,
 }
 
 impl Plan {
-    fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.write == Write::None && self.merges.is_empty()
     }
 
     /// Keeps the in-memory view in step after a successful write, so a later record of the
     /// same page sees it.
-    fn remember(&self, rec: &EventRecord, _now: Ts, stored: &mut HashMap<String, StoredVersion>) {
+    pub(crate) fn remember(
+        &self,
+        rec: &EventRecord,
+        _now: Ts,
+        stored: &mut HashMap<String, StoredVersion>,
+    ) {
         if self.write != Write::None {
             stored.insert(
                 rec.id.clone(),
@@ -264,10 +309,25 @@ impl Plan {
             }
         }
     }
+
+    /// The one outcome a record gets when this plan is carried out.
+    pub(crate) fn outcome(&self, rec: &EventRecord) -> Outcome {
+        if rec.is_deleted() && self.write != Write::None {
+            Outcome::Deleted
+        } else if !self.merges.is_empty() {
+            Outcome::Merged
+        } else {
+            match self.write {
+                Write::Insert => Outcome::Inserted,
+                Write::Update => Outcome::Updated,
+                Write::None => Outcome::Unchanged,
+            }
+        }
+    }
 }
 
 /// The revision policy for one record (pure).
-fn plan_record(rec: &EventRecord, stored: &HashMap<String, StoredVersion>) -> Plan {
+pub(crate) fn plan_record(rec: &EventRecord, stored: &HashMap<String, StoredVersion>) -> Plan {
     let write = match stored.get(&rec.id) {
         None => Write::Insert,
         Some(s) if rec.updated > s.updated => Write::Update,
@@ -292,7 +352,7 @@ async fn write_in_savepoint(
     rec: &EventRecord,
     plan: &Plan,
     now: Ts,
-) -> QueryResult<Outcome> {
+) -> QueryResult<()> {
     dispatch!(db, c => c.transaction(async |sp| {
         let mut sp = DbConn::from(sp);
         write_record(&mut sp, rec, plan, now).await
@@ -304,7 +364,7 @@ async fn write_record(
     rec: &EventRecord,
     plan: &Plan,
     now: Ts,
-) -> QueryResult<Outcome> {
+) -> QueryResult<()> {
     use crate::schema::earthquakes::dsl as e;
     match plan.write {
         Write::Insert => {
@@ -327,17 +387,7 @@ async fn write_record(
             .execute(c)
             .await)?;
     }
-    Ok(if rec.is_deleted() && plan.write != Write::None {
-        Outcome::Deleted
-    } else if !plan.merges.is_empty() {
-        Outcome::Merged
-    } else {
-        match plan.write {
-            Write::Insert => Outcome::Inserted,
-            Write::Update => Outcome::Updated,
-            Write::None => Outcome::Unchanged,
-        }
-    })
+    Ok(())
 }
 
 #[cfg(test)]

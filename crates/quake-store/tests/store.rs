@@ -369,10 +369,9 @@ async fn concurrent_migrations_both_succeed() {
     let b = Store::connect(&db.url, Default::default()).await.unwrap();
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(
-        ra + rb,
-        1,
-        "exactly one of the two applied the one migration"
+    assert!(
+        ra + rb > 0 && (ra == 0 || rb == 0),
+        "one starter applied every migration, the other none: {ra} and {rb}"
     );
     assert!(a.migrations_applied().await.unwrap());
 }

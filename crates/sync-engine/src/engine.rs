@@ -274,7 +274,12 @@ impl Engine {
 
     /// Ends a run: finishes its row (`succeeded`, or `failed` with the error), logs the
     /// summary line, releases the lock and updates the status.
-    pub(crate) async fn complete(&self, p: Prepared, result: Result<RunCounts, RunError>, started: Instant) -> SyncOutcome {
+    pub(crate) async fn complete(
+        &self,
+        p: Prepared,
+        result: Result<RunCounts, RunError>,
+        started: Instant,
+    ) -> SyncOutcome {
         let run_id = p.run.id;
         let elapsed = started.elapsed().as_secs_f64();
         let (status, error) = match &result {

@@ -1,0 +1,209 @@
+//! The PostgreSQL fast path of [`crate::write::apply_page`].
+//!
+//! A chunk of records is planned in memory, in order, exactly as the per-record path would
+//! see them (so duplicates, outcomes and counts are the same), then written with one
+//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` and one merge `UPDATE … FROM
+//! unnest(…)`, inside a SAVEPOINT. When that fails on a record's data, the savepoint is
+//! rolled back and the chunk is bisected; chunks of at most [`SMALL`] records take the
+//! per-record path, so a bad row costs only itself. Chunks are processed in order, and the
+//! in-memory view of the stored rows is updated only by what committed.
+//!
+//! One ordering the set-based statements cannot express — a row merged by an earlier
+//! record and then written by a later one in the same chunk — sends that chunk down the
+//! per-record path.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::models::{EventRecord, StoredVersion};
+use crate::pool::DbConn;
+use crate::types::Ts;
+use crate::write::{Outcome, Write, apply_one, is_record_error, plan_record};
+
+/// Chunks this small go record by record.
+pub(crate) const SMALL: usize = 4;
+
+enum Attempt {
+    Done(Vec<Outcome>),
+    /// A record's data was refused: bisect.
+    Refused,
+    /// The chunk needs sequential writes.
+    Sequential,
+}
+
+/// Applies `recs` in order, appending one outcome per record to `out`.
+pub(crate) async fn apply_chunk(
+    db: &mut DbConn<'_>,
+    recs: &[EventRecord],
+    stored: &mut HashMap<String, StoredVersion>,
+    now: Ts,
+    out: &mut Vec<Outcome>,
+) -> QueryResult<()> {
+    let mut work: VecDeque<&[EventRecord]> = VecDeque::from([recs]);
+    while let Some(chunk) = work.pop_front() {
+        if chunk.len() > SMALL {
+            match attempt(db, chunk, stored, now).await? {
+                Attempt::Done(outcomes) => {
+                    out.extend(outcomes);
+                    continue;
+                }
+                Attempt::Refused => {
+                    let (left, right) = chunk.split_at(chunk.len() / 2);
+                    work.push_front(right);
+                    work.push_front(left);
+                    continue;
+                }
+                Attempt::Sequential => {}
+            }
+        }
+        for rec in chunk {
+            out.push(apply_one(db, rec, stored, now).await?);
+        }
+    }
+    Ok(())
+}
+
+async fn attempt(
+    db: &mut DbConn<'_>,
+    chunk: &[EventRecord],
+    stored: &mut HashMap<String, StoredVersion>,
+    now: Ts,
+) -> QueryResult<Attempt> {
+    let DbConn::Pg(conn) = db else {
+        return Ok(Attempt::Sequential);
+    };
+    let mut sim = stored.clone();
+    let mut outcomes = Vec::with_capacity(chunk.len());
+    // final row per id, in order of first write
+    let mut row_index: HashMap<&str, usize> = HashMap::new();
+    let mut rows: Vec<&EventRecord> = Vec::new();
+    let mut merges: HashMap<String, String> = HashMap::new();
+    let mut merged_so_far: HashSet<String> = HashSet::new();
+    for rec in chunk {
+        if let Err(reason) = rec.nul_check() {
+            outcomes.push(Outcome::Rejected(reason));
+            continue;
+        }
+        let plan = plan_record(rec, &sim);
+        if plan.is_noop() {
+            outcomes.push(Outcome::Unchanged);
+            continue;
+        }
+        if plan.write != Write::None {
+            if merged_so_far.contains(&rec.id) {
+                return Ok(Attempt::Sequential);
+            }
+            match row_index.get(rec.id.as_str()) {
+                Some(&i) => rows[i] = rec,
+                None => {
+                    row_index.insert(rec.id.as_str(), rows.len());
+                    rows.push(rec);
+                }
+            }
+        }
+        for m in &plan.merges {
+            merged_so_far.insert(m.clone());
+            merges.insert(m.clone(), rec.id.clone());
+        }
+        outcomes.push(plan.outcome(rec));
+        plan.remember(rec, now, &mut sim);
+    }
+    if rows.is_empty() && merges.is_empty() {
+        *stored = sim;
+        return Ok(Attempt::Done(outcomes));
+    }
+    let written = conn
+        .transaction(async |sp| {
+            upsert(sp, &rows, now).await?;
+            merge(sp, &merges, now).await
+        })
+        .await;
+    match written {
+        Ok(()) => {
+            *stored = sim;
+            Ok(Attempt::Done(outcomes))
+        }
+        Err(e) if is_record_error(&e) => Ok(Attempt::Refused),
+        Err(e) => Err(e),
+    }
+}
+
+const UPSERT: &str = "INSERT INTO earthquakes (id, ids, time, updated, magnitude, mag_type, place, title, \
+     longitude, latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, \
+     content_hash, first_seen_at, last_changed_at, merged_into) \
+     SELECT u.*, $23, $23, NULL FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
+     $5::float8[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::text[], \
+     $13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4[], $19::text[], $20::text[], \
+     $21::text[], $22::text[]) AS u(id, ids, time, updated, magnitude, mag_type, place, title, longitude, \
+     latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, content_hash) \
+     ON CONFLICT (id) DO UPDATE SET ids = EXCLUDED.ids, time = EXCLUDED.time, updated = EXCLUDED.updated, \
+     magnitude = EXCLUDED.magnitude, mag_type = EXCLUDED.mag_type, place = EXCLUDED.place, title = EXCLUDED.title, \
+     longitude = EXCLUDED.longitude, latitude = EXCLUDED.latitude, depth_km = EXCLUDED.depth_km, \
+     status = EXCLUDED.status, event_type = EXCLUDED.event_type, net = EXCLUDED.net, code = EXCLUDED.code, \
+     tsunami = EXCLUDED.tsunami, sig = EXCLUDED.sig, felt = EXCLUDED.felt, alert = EXCLUDED.alert, \
+     url = EXCLUDED.url, source = EXCLUDED.source, content_hash = EXCLUDED.content_hash, \
+     last_changed_at = EXCLUDED.last_changed_at, merged_into = NULL";
+
+fn col<T, F: Fn(&EventRecord) -> T>(rows: &[&EventRecord], f: F) -> Vec<T> {
+    rows.iter().map(|r| f(r)).collect()
+}
+
+async fn upsert(conn: &mut AsyncPgConnection, rows: &[&EventRecord], now: Ts) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ts = |t: Ts| -> DateTime<Utc> { t.0 };
+    diesel::sql_query(UPSERT)
+        .bind::<Array<Text>, _>(col(rows, |r| r.id.clone()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.ids.clone()))
+        .bind::<Array<Timestamptz>, _>(col(rows, |r| ts(r.time)))
+        .bind::<Array<Timestamptz>, _>(col(rows, |r| ts(r.updated)))
+        .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.magnitude))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.mag_type.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.place.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.title.clone()))
+        .bind::<Array<Double>, _>(col(rows, |r| r.longitude))
+        .bind::<Array<Double>, _>(col(rows, |r| r.latitude))
+        .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.depth_km))
+        .bind::<Array<Text>, _>(col(rows, |r| r.status.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.event_type.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.net.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.code.clone()))
+        .bind::<Array<Nullable<Integer>>, _>(col(rows, |r| r.tsunami))
+        .bind::<Array<Nullable<Integer>>, _>(col(rows, |r| r.sig))
+        .bind::<Array<Nullable<Integer>>, _>(col(rows, |r| r.felt))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.alert.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.url.clone()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.source.clone()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.content_hash.clone()))
+        .bind::<Timestamptz, _>(now.0)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn merge(
+    conn: &mut AsyncPgConnection,
+    merges: &HashMap<String, String>,
+    now: Ts,
+) -> QueryResult<()> {
+    if merges.is_empty() {
+        return Ok(());
+    }
+    let (old, new): (Vec<String>, Vec<String>) =
+        merges.iter().map(|(o, n)| (o.clone(), n.clone())).unzip();
+    diesel::sql_query(
+        "UPDATE earthquakes e SET merged_into = m.new_id, last_changed_at = $3 \
+         FROM unnest($1::text[], $2::text[]) AS m(old_id, new_id) WHERE e.id = m.old_id",
+    )
+    .bind::<Array<Text>, _>(old)
+    .bind::<Array<Text>, _>(new)
+    .bind::<Timestamptz, _>(now.0)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -8,9 +8,10 @@
 //! per-record path, so a bad row costs only itself. Chunks are processed in order, and the
 //! in-memory view of the stored rows is updated only by what committed.
 //!
-//! One ordering the set-based statements cannot express — a row merged by an earlier
-//! record and then written by a later one in the same chunk — sends that chunk down the
-//! per-record path.
+//! Each chunk writes each id at most once: a second write to an id (a duplicate in the
+//! page), or a write to a row an earlier record of the chunk merged, splits the chunk at
+//! that record. Collapsing the two writes into one would hide a bad first copy from the
+//! database's checks and lose the order the per-record path keeps.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -31,7 +32,9 @@ enum Attempt {
     Done(Vec<Outcome>),
     /// A record's data was refused: bisect.
     Refused,
-    /// The chunk needs sequential writes.
+    /// The record at this index writes a row the chunk already wrote or merged.
+    SplitAt(usize),
+    /// Not PostgreSQL: sequential writes.
     Sequential,
 }
 
@@ -57,6 +60,12 @@ pub(crate) async fn apply_chunk(
                     work.push_front(left);
                     continue;
                 }
+                Attempt::SplitAt(i) => {
+                    let (left, right) = chunk.split_at(i);
+                    work.push_front(right);
+                    work.push_front(left);
+                    continue;
+                }
                 Attempt::Sequential => {}
             }
         }
@@ -78,12 +87,10 @@ async fn attempt(
     };
     let mut sim = stored.clone();
     let mut outcomes = Vec::with_capacity(chunk.len());
-    // final row per id, in order of first write
-    let mut row_index: HashMap<&str, usize> = HashMap::new();
+    let mut written: HashSet<&str> = HashSet::new();
     let mut rows: Vec<&EventRecord> = Vec::new();
     let mut merges: HashMap<String, String> = HashMap::new();
-    let mut merged_so_far: HashSet<String> = HashSet::new();
-    for rec in chunk {
+    for (i, rec) in chunk.iter().enumerate() {
         if let Err(reason) = rec.nul_check() {
             outcomes.push(Outcome::Rejected(reason));
             continue;
@@ -94,19 +101,14 @@ async fn attempt(
             continue;
         }
         if plan.write != Write::None {
-            if merged_so_far.contains(&rec.id) {
-                return Ok(Attempt::Sequential);
+            if written.contains(rec.id.as_str()) || merges.contains_key(&rec.id) {
+                // i > 0: the earlier write or merge is in this chunk
+                return Ok(Attempt::SplitAt(i));
             }
-            match row_index.get(rec.id.as_str()) {
-                Some(&i) => rows[i] = rec,
-                None => {
-                    row_index.insert(rec.id.as_str(), rows.len());
-                    rows.push(rec);
-                }
-            }
+            written.insert(rec.id.as_str());
+            rows.push(rec);
         }
         for m in &plan.merges {
-            merged_so_far.insert(m.clone());
             merges.insert(m.clone(), rec.id.clone());
         }
         outcomes.push(plan.outcome(rec));

@@ -1,0 +1,210 @@
+//! Write-path benchmark on PostgreSQL: rows per second for pages of 1k, 10k and 100k new
+//! events, by the per-record SAVEPOINT path (the seed's design), the fast path, and a
+//! plain binary COPY of the same rows into the table (the floor), in one run so the ratios
+//! hold on a noisy machine. Each measurement starts from an empty table.
+//!
+//! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p quake-store --bench write_path`
+//! (`-- 1000 10000` to choose sizes; `QS_BENCH_REPEAT=3` for a median of 3).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::DateTime;
+use diesel_async::SimpleAsyncConnection;
+use futures_util::pin_mut;
+use quake_store::testing::TestDb;
+use quake_store::write::{WriteMode, apply_page_with};
+use quake_store::{EventRecord, Store, Ts};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+
+fn records(n: usize) -> Vec<EventRecord> {
+    (0..n)
+        .map(|i| {
+            let t = DateTime::from_timestamp_millis(1_600_000_000_000 + i as i64 * 1000).unwrap();
+            EventRecord {
+                id: format!("bench{i:07}"),
+                ids: format!(",bench{i:07},us{i:07},"),
+                time: Ts(t),
+                updated: Ts(t),
+                magnitude: Some((i % 70) as f64 / 10.0),
+                mag_type: Some("ml".into()),
+                place: Some(format!("{} km NNE of Somewhere, California", i % 97)),
+                title: Some(format!("M {} - somewhere", (i % 70) as f64 / 10.0)),
+                longitude: -120.0 + (i % 1000) as f64 / 100.0,
+                latitude: 35.0 + (i % 500) as f64 / 100.0,
+                depth_km: Some((i % 300) as f64 / 10.0),
+                status: "reviewed".into(),
+                event_type: Some("earthquake".into()),
+                net: Some("ci".into()),
+                code: Some(format!("{i:07}")),
+                tsunami: Some(0),
+                sig: Some((i % 1000) as i32),
+                felt: None,
+                alert: None,
+                url: Some(format!(
+                    "https://earthquake.usgs.gov/earthquakes/eventpage/bench{i:07}"
+                )),
+                source: "usgs".into(),
+                content_hash: format!("{i:032x}"),
+            }
+        })
+        .collect()
+}
+
+async fn truncate(store: &Store) {
+    let mut conn = store.conn().await.unwrap();
+    let quake_store::DbConn::Pg(c) = conn.db() else {
+        panic!("postgres only")
+    };
+    c.batch_execute("TRUNCATE earthquakes").await.unwrap();
+}
+
+async fn apply(store: &Store, recs: &[EventRecord], mode: WriteMode) -> Duration {
+    truncate(store).await;
+    let mut conn = store.conn().await.unwrap();
+    let start = Instant::now();
+    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode)
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(res.counts.inserted as usize, recs.len());
+    took
+}
+
+async fn copy(store: &Store, url: &str, recs: &[EventRecord]) -> Duration {
+    truncate(store).await;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let start = Instant::now();
+    let sink = client
+        .copy_in(
+            "COPY earthquakes (id, ids, time, updated, magnitude, mag_type, place, title, longitude, latitude, \
+             depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, content_hash, \
+             first_seen_at, last_changed_at, merged_into) FROM STDIN BINARY",
+        )
+        .await
+        .unwrap();
+    use Type as T;
+    let types = [
+        T::TEXT,
+        T::TEXT,
+        T::TIMESTAMPTZ,
+        T::TIMESTAMPTZ,
+        T::FLOAT8,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::FLOAT8,
+        T::FLOAT8,
+        T::FLOAT8,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::INT4,
+        T::INT4,
+        T::INT4,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TEXT,
+        T::TIMESTAMPTZ,
+        T::TIMESTAMPTZ,
+        T::TEXT,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let now = SystemTime::now();
+    let st = |t: Ts| SystemTime::from(t.0);
+    for r in recs {
+        writer
+            .as_mut()
+            .write(&[
+                &r.id,
+                &r.ids,
+                &st(r.time),
+                &st(r.updated),
+                &r.magnitude,
+                &r.mag_type,
+                &r.place,
+                &r.title,
+                &r.longitude,
+                &r.latitude,
+                &r.depth_km,
+                &r.status,
+                &r.event_type,
+                &r.net,
+                &r.code,
+                &r.tsunami,
+                &r.sig,
+                &r.felt,
+                &r.alert,
+                &r.url,
+                &r.source,
+                &r.content_hash,
+                &now,
+                &now,
+                &None::<String>,
+            ])
+            .await
+            .unwrap();
+    }
+    writer.finish().await.unwrap();
+    start.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let sizes: Vec<usize> = {
+        let args: Vec<usize> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if args.is_empty() {
+            vec![1_000, 10_000, 100_000]
+        } else {
+            args
+        }
+    };
+    let repeat: usize = std::env::var("QS_BENCH_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Some(db) = TestDb::postgres("write_path bench").await else {
+            eprintln!("write_path: needs TEST_DATABASE_URL");
+            return;
+        };
+        let store = db.store().await;
+        println!("rows      per-record rows/s   fast path rows/s   COPY rows/s   fast/per-record   fast/COPY");
+        for &n in &sizes {
+            let recs = records(n);
+            let mut per = Vec::new();
+            let mut fast = Vec::new();
+            let mut floor = Vec::new();
+            for _ in 0..repeat {
+                per.push(apply(&store, &recs, WriteMode::PerRecord).await);
+                fast.push(apply(&store, &recs, WriteMode::Auto).await);
+                floor.push(copy(&store, &db.url, &recs).await);
+            }
+            let rate = |d: Duration| n as f64 / d.as_secs_f64();
+            let (p, f, c) = (rate(median(per)), rate(median(fast)), rate(median(floor)));
+            println!("{n:<9} {p:>17.0}   {f:>16.0}   {c:>11.0}   {:>15.1}x   {:>8.2}", f / p, f / c);
+        }
+    });
+}

@@ -83,9 +83,19 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
     pub start: DateTime<Utc>,
 
-    /// End of the range, RFC 3339 [default: now]
+    /// End of the range, RFC 3339 [default: the end of an unfinished backfill with the
+    /// same start (to resume it), else now]
     #[arg(long, value_name = "TIME", value_parser = parse_timestamp)]
     pub end: Option<DateTime<Utc>>,
+
+    /// Pause between two upstream requests, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub pause_ms: u64,
+
+    /// Split windows holding more events than this, even when the service allows more
+    /// [default: the service's maxAllowed, 20000 at USGS]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=20000))]
+    pub max_window_events: Option<u64>,
 }
 
 fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {

@@ -271,7 +271,6 @@ impl Config {
     }
 
     /// The admin token, if set. Never log it.
-    #[allow(dead_code, reason = "read by `serve`, which lands next")]
     pub fn admin_token_secret(&self) -> Option<&str> {
         self.http.admin_token.as_ref().map(Secret::expose)
     }

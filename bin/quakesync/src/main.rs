@@ -4,8 +4,10 @@
 //! the engine (`app`), and the commands of SPEC section 5.
 
 mod app;
+mod backfill;
 mod cli;
 mod config;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -94,8 +96,8 @@ async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
                 }
             }
         }
-        cli::Command::Serve => fail("`serve` is not available in this build yet"),
-        cli::Command::Backfill(_) => fail("`backfill` is not available in this build yet"),
+        cli::Command::Serve => serve::serve(&config, migrate).await,
+        cli::Command::Backfill(args) => backfill::run(&config, &args, migrate).await,
     }
 }
 

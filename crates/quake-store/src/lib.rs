@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backfill;
 pub mod error;
 mod fast;
 pub mod lock;

@@ -1,12 +1,19 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backfill;
 pub mod engine;
 pub mod record;
+pub mod scheduler;
 pub mod source;
 pub mod status;
 
+pub use backfill::{
+    BackfillError, BackfillEvent, BackfillOptions, BackfillOutcome, BackfillSource, PlanSummary,
+    ProgressFn,
+};
 pub use engine::{
     Engine, EngineConfig, EngineError, StartOutcome, SyncOutcome, Trigger, summary, summary_line,
 };
+pub use scheduler::{Scheduler, SchedulerHandle, TickOutcome};
 pub use source::{BoxFuture, EmscSource, FdsnSource, FeedSource, PageRequest, Source};
 pub use status::{CurrentRun, StatusSnapshot};

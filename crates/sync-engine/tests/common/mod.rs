@@ -55,6 +55,16 @@ pub struct FdsnMock {
     pub catalogue: Arc<Mutex<Catalogue>>,
     /// Extra delay before answering the request with this offset (slow pages).
     pub delay_at_offset: Arc<Mutex<HashMap<u64, Duration>>>,
+    /// The search limit (USGS: 20000): a `count` over it, or a query whose result
+    /// (`min(matching, limit)`: USGS counts include `limit`) is over it, is refused with
+    /// HTTP 400 and the USGS message. `None`: no limit.
+    pub cap: Arc<Mutex<Option<u64>>>,
+    /// When set, `count` answers 400 over the cap too (USGS answers 200 with an `error`).
+    pub count_400_over_cap: Arc<std::sync::atomic::AtomicBool>,
+    /// When set, every request after this many (`count` and `query` together) fails with 500.
+    pub fail_after: Arc<Mutex<Option<usize>>>,
+    /// Requests answered so far (`count` and `query`).
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FdsnMock {
@@ -62,18 +72,28 @@ impl FdsnMock {
         FdsnMock {
             catalogue: Arc::new(Mutex::new(c)),
             delay_at_offset: Arc::default(),
+            cap: Arc::default(),
+            count_400_over_cap: Arc::default(),
+            fail_after: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
-    pub fn set(&self, c: Catalogue) {
-        *self.catalogue.lock().unwrap() = c;
+    /// Sets the search limit (see [`FdsnMock::cap`]).
+    pub fn with_cap(self, cap: u64) -> FdsnMock {
+        *self.cap.lock().unwrap() = Some(cap);
+        self
     }
-}
 
-impl Respond for FdsnMock {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
-        let cat = self.catalogue.lock().unwrap().clone();
+    /// Makes every request after the next `n` fail with 500 (`None`: never).
+    pub fn fail_after(&self, n: Option<usize>) {
+        let base = self.requests.load(std::sync::atomic::Ordering::SeqCst);
+        *self.fail_after.lock().unwrap() = n.map(|n| base + n);
+    }
+
+    /// The events matching a request's filters, in its order (before limit/offset).
+    fn matching(&self, q: &HashMap<String, String>) -> (Vec<Value>, i64) {
+        let cat = self.catalogue.lock().unwrap();
         let start = q.get("starttime").map(|s| parse_fdsn_time(s));
         let end = q.get("endtime").map(|s| parse_fdsn_time(s));
         let after = q.get("updatedafter").map(|s| parse_fdsn_time(s));
@@ -95,18 +115,76 @@ impl Respond for FdsnMock {
             }),
             _ => hits.sort_by_key(|f| std::cmp::Reverse(prop_ms(f, "time"))),
         }
-        let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(20000);
+        (hits.into_iter().cloned().collect(), cat.generated_ms)
+    }
+
+    fn too_many(n: usize, cap: u64) -> ResponseTemplate {
+        ResponseTemplate::new(400).set_body_raw(
+            format!(
+                "Error 400: Bad Request\n\n{n} matching events exceeds search limit of {cap}. Modify the search to match fewer events.\n\nUsage details are available from https://earthquake.usgs.gov/fdsnws/event/1\n"
+            ),
+            "text/plain",
+        )
+    }
+
+    fn count(&self, q: &HashMap<String, String>) -> ResponseTemplate {
+        let (hits, _) = self.matching(q);
+        let n = hits.len();
+        let cap = *self.cap.lock().unwrap();
+        let over = cap.is_some_and(|c| n as u64 > c);
+        if over
+            && self
+                .count_400_over_cap
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Self::too_many(n, cap.unwrap_or(0));
+        }
+        let mut body = json!({"count": n, "maxAllowed": cap.unwrap_or(20000)});
+        if over {
+            body["error"] = json!(format!(
+                "{n} matching events exceeds search limit of {}. Modify the search to match fewer events.",
+                cap.unwrap_or(0)
+            ));
+        }
+        ResponseTemplate::new(200).set_body_raw(body.to_string(), "application/json")
+    }
+
+    pub fn set(&self, c: Catalogue) {
+        *self.catalogue.lock().unwrap() = c;
+    }
+}
+
+impl Respond for FdsnMock {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let q: HashMap<String, String> = req.url.query_pairs().into_owned().collect();
+        let seen = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.fail_after.lock().unwrap().is_some_and(|n| seen >= n) {
+            return ResponseTemplate::new(500).set_body_string("mock: upstream down");
+        }
+        if req.url.path().ends_with("/count") {
+            return self.count(&q);
+        }
+        let (hits, generated_ms) = self.matching(&q);
+        let given_limit: Option<usize> = q.get("limit").and_then(|l| l.parse().ok());
+        if let Some(cap) = *self.cap.lock().unwrap() {
+            let n = given_limit.map_or(hits.len(), |l| hits.len().min(l));
+            if n as u64 > cap {
+                return Self::too_many(n, cap);
+            }
+        }
+        let limit: usize = given_limit.unwrap_or(20000);
         let offset: usize = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(1);
         let page: Vec<Value> = hits
             .into_iter()
             .skip(offset.saturating_sub(1))
             .take(limit)
-            .cloned()
             .collect();
         let body = json!({
             "type": "FeatureCollection",
             "metadata": {
-                "generated": cat.generated_ms,
+                "generated": generated_ms,
                 "url": req.url.to_string(),
                 "title": "mock FDSN",
                 "status": 200,
@@ -126,11 +204,16 @@ impl Respond for FdsnMock {
     }
 }
 
-/// Starts a server whose `/fdsnws/event/1/query` is `mock`.
+/// Starts a server whose `/fdsnws/event/1/query` and `/fdsnws/event/1/count` are `mock`.
 pub async fn fdsn_server(mock: FdsnMock) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/fdsnws/event/1/query"))
+        .respond_with(mock.clone())
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/fdsnws/event/1/count"))
         .respond_with(mock)
         .mount(&server)
         .await;
@@ -160,6 +243,21 @@ pub async fn seen_queries(server: &MockServer) -> Vec<HashMap<String, String>> {
         .unwrap_or_default()
         .iter()
         .map(|r| r.url.query_pairs().into_owned().collect())
+        .collect()
+}
+
+/// The path (`query` or `count`, the last segment) and query parameters of every request
+/// the server saw, in order.
+pub async fn seen_requests(server: &MockServer) -> Vec<(String, HashMap<String, String>)> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let last = r.url.path().rsplit('/').next().unwrap_or("").to_string();
+            (last, r.url.query_pairs().into_owned().collect())
+        })
         .collect()
 }
 

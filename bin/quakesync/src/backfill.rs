@@ -1,0 +1,255 @@
+//! `quakesync backfill --start T [--end T]` (SPEC section 5): composition and progress.
+//!
+//! The work is the engine's ([`sync_engine::Engine::backfill`]); this module builds the FDSN
+//! client, shows progress (an indicatif bar when standard output and standard error are
+//! terminals, else one log line per window), turns SIGINT/SIGTERM into a clean stop after
+//! the page being applied, prints the summary line and maps the outcome to the exit code
+//! of `sync`: 0 succeeded, 1 failed (interrupted included: run it again to resume), 75
+//! skipped because a sync or another backfill holds the lock, 2 for a range that is empty.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use quake_api::FdsnClient;
+use sync_engine::{
+    BackfillError, BackfillEvent, BackfillOptions, Engine, ProgressFn, SyncOutcome, summary_line,
+};
+
+use crate::app;
+use crate::cli::BackfillArgs;
+use crate::config::{Config, SourceKindCfg};
+
+fn fail(msg: &str, code: u8) -> ExitCode {
+    log::error!("{msg}");
+    eprintln!("quakesync: {msg}");
+    ExitCode::from(code)
+}
+
+pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCode {
+    if !matches!(config.source.kind, SourceKindCfg::Fdsn) {
+        return fail(
+            "backfill needs an FDSN event service (source.kind = \"fdsn\"): summary feeds have no history and EMSC has no count method",
+            1,
+        );
+    }
+    let client = match FdsnClient::new(&config.source.url, app::http_options(config)) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string(), 1),
+    };
+    let engine = match app::engine(config, migrate).await {
+        Ok(e) => e,
+        Err(e) => return fail(&e, 1),
+    };
+    let opts = BackfillOptions {
+        max_window_events: args.max_window_events,
+        pause: Duration::from_millis(args.pause_ms),
+        ..BackfillOptions::new(args.start, args.end)
+    };
+    let stop_on_signal = tokio::spawn(stop_on_signal(engine.clone()));
+    let interactive = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let (progress, bar) = if interactive {
+        let (p, bar) = bar_progress();
+        (p, Some(bar))
+    } else {
+        (log_progress(), None)
+    };
+    let outcome = engine.backfill(&client, &opts, Some(progress)).await;
+    stop_on_signal.abort();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match outcome {
+        Err(e @ BackfillError::InvalidRange(_)) => fail(&e.to_string(), 2),
+        Err(e) => fail(&e.to_string(), 1),
+        Ok(o) => match o.outcome {
+            SyncOutcome::Skipped { running_run_id } => {
+                let who = running_run_id
+                    .map(|id| format!(" (run {id})"))
+                    .unwrap_or_default();
+                eprintln!("quakesync: another sync is running{who}; skipped");
+                ExitCode::from(crate::EXIT_SKIPPED)
+            }
+            SyncOutcome::Succeeded(run) | SyncOutcome::Failed(run) => {
+                println!("{}", summary_line(&run));
+                if let Some(key) = &o.key {
+                    eprintln!(
+                        "quakesync: backfill {} .. {}: {} of {} window(s) done ({} this run); {} count and {} query request(s)",
+                        key.range_start.0.to_rfc3339(),
+                        key.range_end.0.to_rfc3339(),
+                        o.plan.windows_done + o.windows_done,
+                        o.plan
+                            .windows_total
+                            .max(o.plan.windows_done + o.windows_done),
+                        o.windows_done,
+                        o.count_requests,
+                        o.query_requests,
+                    );
+                }
+                if run.status == "succeeded" {
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!(
+                        "quakesync: run the same command again to resume: finished windows are kept"
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        },
+    }
+}
+
+/// SIGINT or SIGTERM: stop after the page being applied (the run is marked failed,
+/// finished windows stay done).
+async fn stop_on_signal(engine: Engine) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            engine.shutdown_token().cancel();
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    log::warn!("Interrupted: stopping after the page being applied");
+    engine.shutdown_token().cancel();
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    started: Option<Instant>,
+    expected: u64,
+    windows_done: u64,
+    windows_total: u64,
+}
+
+impl Tally {
+    /// Events per second and the time left, from the records fetched so far in this run.
+    fn rate_eta(&self, fetched: u64) -> (f64, Option<Duration>) {
+        let secs = self
+            .started
+            .map(|s| s.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        let rate = if secs > 0.0 {
+            fetched as f64 / secs
+        } else {
+            0.0
+        };
+        let eta = (rate > 0.0)
+            .then(|| Duration::from_secs_f64(self.expected.saturating_sub(fetched) as f64 / rate));
+        (rate, eta)
+    }
+}
+
+/// One log line per window (and one when the plan is known).
+fn log_progress() -> ProgressFn {
+    let tally = Mutex::new(Tally::default());
+    Arc::new(move |e: &BackfillEvent| {
+        let Ok(mut t) = tally.lock() else { return };
+        match e {
+            BackfillEvent::Planned(p) => {
+                t.started = Some(Instant::now());
+                t.expected = p.expected_events;
+                t.windows_done = p.windows_done;
+                t.windows_total = p.windows_total;
+            }
+            BackfillEvent::Split { .. } => t.windows_total += 1,
+            BackfillEvent::WindowDone {
+                window: (a, b),
+                events,
+                windows_done,
+                windows_total,
+                totals,
+            } => {
+                t.windows_done = *windows_done;
+                t.windows_total = *windows_total;
+                let fetched = totals.fetched.max(0) as u64;
+                let (rate, eta) = t.rate_eta(fetched);
+                log::info!(
+                    "Backfill window {windows_done}/{windows_total} done: {} .. {}, {events} event(s); {fetched}/{} event(s) this run, {rate:.1}/s, ETA {}",
+                    a.to_rfc3339(),
+                    b.to_rfc3339(),
+                    t.expected.max(fetched),
+                    eta.map(fmt_duration).unwrap_or_else(|| "-".into()),
+                );
+            }
+            _ => {}
+        }
+    })
+}
+
+/// An indicatif bar over the events to fetch, with windows done/total in its message.
+fn bar_progress() -> (ProgressFn, ProgressBar) {
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("planning windows...");
+    let style = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{bar:32}] {human_pos}/{human_len} events ({per_sec:1}, ETA {eta}) {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let tally = Mutex::new(Tally::default());
+    let b = bar.clone();
+    let progress: ProgressFn = Arc::new(move |e: &BackfillEvent| {
+        let Ok(mut t) = tally.lock() else { return };
+        match e {
+            BackfillEvent::Counted {
+                requests, count, ..
+            } => b.set_message(format!(
+                "planning windows: {requests} count request(s), last {}",
+                count.map_or_else(|| "over the limit".to_string(), |c| c.to_string())
+            )),
+            BackfillEvent::Planned(p) => {
+                t.windows_done = p.windows_done;
+                t.windows_total = p.windows_total;
+                b.set_style(style.clone());
+                b.set_length(p.expected_events);
+                b.set_position(0);
+                b.reset_eta();
+                b.set_message(format!("windows {}/{}", t.windows_done, t.windows_total));
+            }
+            BackfillEvent::Page { totals, .. } => {
+                let pos = totals.fetched.max(0) as u64;
+                if b.length().is_some_and(|l| pos > l) {
+                    b.set_length(pos);
+                }
+                b.set_position(pos);
+            }
+            BackfillEvent::Split { .. } => {
+                t.windows_total += 1;
+                b.set_message(format!("windows {}/{}", t.windows_done, t.windows_total));
+            }
+            BackfillEvent::WindowDone {
+                windows_done,
+                windows_total,
+                ..
+            } => {
+                t.windows_done = *windows_done;
+                t.windows_total = *windows_total;
+                b.set_message(format!("windows {windows_done}/{windows_total}"));
+            }
+            BackfillEvent::Started { .. } => {}
+            _ => {}
+        }
+    });
+    (progress, bar)
+}

@@ -1,0 +1,330 @@
+//! `/metrics`: Prometheus text, every series pre-registered so it exists at 0.
+//!
+//! Run, record, skip and duration series follow the engine's in-memory snapshot (brought
+//! up to date at each scrape; counters only ever grow by the difference). The pool gauge
+//! reads the store's pool; the catalogue gauges query the database with a short timeout and
+//! keep their last values when it does not answer. `quakesync_upstream_requests_total`
+//! counts what the embedder reports through an [`UpstreamCounter`].
+
+use std::sync::Mutex;
+
+use actix_web::{HttpResponse, web};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+use sync_engine::StatusSnapshot;
+
+use crate::{AppState, DB_CHECK_TIMEOUT, HttpError};
+
+/// Record outcomes of `quakesync_sync_records_total{outcome}`.
+pub const RECORD_OUTCOMES: [&str; 7] = [
+    "fetched",
+    "inserted",
+    "updated",
+    "unchanged",
+    "deleted",
+    "merged",
+    "rejected",
+];
+
+/// Run statuses of `quakesync_sync_runs_total{status}`.
+pub const RUN_STATUSES: [&str; 2] = ["succeeded", "failed"];
+
+/// How one upstream request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    Success,
+    /// A non-success HTTP status.
+    HttpError,
+    Timeout,
+    ConnectError,
+    /// A body that is not the JSON it should be, or too large.
+    InvalidBody,
+    /// Any other failure.
+    Error,
+}
+
+impl UpstreamOutcome {
+    pub const ALL: [UpstreamOutcome; 6] = [
+        UpstreamOutcome::Success,
+        UpstreamOutcome::HttpError,
+        UpstreamOutcome::Timeout,
+        UpstreamOutcome::ConnectError,
+        UpstreamOutcome::InvalidBody,
+        UpstreamOutcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamOutcome::Success => "success",
+            UpstreamOutcome::HttpError => "http_error",
+            UpstreamOutcome::Timeout => "timeout",
+            UpstreamOutcome::ConnectError => "connect_error",
+            UpstreamOutcome::InvalidBody => "invalid_body",
+            UpstreamOutcome::Error => "error",
+        }
+    }
+}
+
+/// Feeds `quakesync_upstream_requests_total{outcome}`. Cheap to clone.
+#[derive(Clone)]
+pub struct UpstreamCounter(IntCounterVec);
+
+impl UpstreamCounter {
+    pub fn record(&self, outcome: UpstreamOutcome) {
+        self.0.with_label_values(&[outcome.as_str()]).inc();
+    }
+}
+
+/// What the counters have already taken from the snapshot.
+#[derive(Default)]
+struct Seen {
+    durations: u64,
+}
+
+/// The registry and every series of SPEC section 6.
+pub struct Metrics {
+    registry: Registry,
+    runs: IntCounterVec,
+    records: IntCounterVec,
+    skipped: IntCounter,
+    duration: Histogram,
+    last_success: Gauge,
+    in_progress: IntGauge,
+    upstream: IntCounterVec,
+    pool: IntGaugeVec,
+    catalogue: IntGaugeVec,
+    newest_update: Gauge,
+    seen: Mutex<Seen>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every series in a fresh registry.
+    pub fn new() -> Metrics {
+        // The definitions are constants and the registry is fresh: this cannot fail.
+        #[allow(clippy::expect_used)]
+        Metrics::register(Registry::new()).expect("static metric definitions are valid")
+    }
+
+    /// Every series registered into `registry` (fails if these names are already there).
+    pub fn register(registry: Registry) -> Result<Metrics, prometheus::Error> {
+        let runs = IntCounterVec::new(
+            Opts::new("quakesync_sync_runs_total", "Sync runs ended, by status"),
+            &["status"],
+        )?;
+        let records = IntCounterVec::new(
+            Opts::new(
+                "quakesync_sync_records_total",
+                "Records processed by sync runs, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let skipped = IntCounter::new(
+            "quakesync_sync_skipped_total",
+            "Syncs skipped because another sync held the lock",
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new("quakesync_sync_duration_seconds", "Duration of sync runs").buckets(
+                vec![
+                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                ],
+            ),
+        )?;
+        let last_success = Gauge::new(
+            "quakesync_last_success_timestamp_seconds",
+            "Unix time of the end of the last successful sync (0: none yet)",
+        )?;
+        let in_progress = IntGauge::new(
+            "quakesync_sync_in_progress",
+            "1 while this process runs a sync",
+        )?;
+        let upstream = IntCounterVec::new(
+            Opts::new(
+                "quakesync_upstream_requests_total",
+                "Upstream page requests, by outcome (after the client's retries)",
+            ),
+            &["outcome"],
+        )?;
+        let pool = IntGaugeVec::new(
+            Opts::new(
+                "quakesync_db_pool_connections",
+                "Database pool connections, by state (active, idle, max)",
+            ),
+            &["state"],
+        )?;
+        let catalogue = IntGaugeVec::new(
+            Opts::new(
+                "quakesync_catalogue_events",
+                "Stored events, by state (live, deleted, merged)",
+            ),
+            &["state"],
+        )?;
+        let newest_update = Gauge::new(
+            "quakesync_catalogue_newest_update_timestamp_seconds",
+            "Unix time of the newest `updated` in the catalogue (0: empty)",
+        )?;
+        registry.register(Box::new(runs.clone()))?;
+        registry.register(Box::new(records.clone()))?;
+        registry.register(Box::new(skipped.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        registry.register(Box::new(in_progress.clone()))?;
+        registry.register(Box::new(upstream.clone()))?;
+        registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(catalogue.clone()))?;
+        registry.register(Box::new(newest_update.clone()))?;
+        // Pre-register every labelled series so it exists at 0.
+        for s in RUN_STATUSES {
+            runs.with_label_values(&[s]);
+        }
+        for o in RECORD_OUTCOMES {
+            records.with_label_values(&[o]);
+        }
+        for o in UpstreamOutcome::ALL {
+            upstream.with_label_values(&[o.as_str()]);
+        }
+        for s in ["active", "idle", "max"] {
+            pool.with_label_values(&[s]);
+        }
+        for s in ["live", "deleted", "merged"] {
+            catalogue.with_label_values(&[s]);
+        }
+        Ok(Metrics {
+            registry,
+            runs,
+            records,
+            skipped,
+            duration,
+            last_success,
+            in_progress,
+            upstream,
+            pool,
+            catalogue,
+            newest_update,
+            seen: Mutex::new(Seen::default()),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn upstream_counter(&self) -> UpstreamCounter {
+        UpstreamCounter(self.upstream.clone())
+    }
+
+    /// Brings the run series up to the snapshot.
+    fn observe_snapshot(&self, snap: &StatusSnapshot) {
+        let mut seen = match self.seen.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let catch_up = |c: &IntCounter, target: u64| {
+            let now = c.get();
+            if target > now {
+                c.inc_by(target - now);
+            }
+        };
+        for (status, n) in &snap.runs_total {
+            catch_up(&self.runs.with_label_values(&[status.as_str()]), *n);
+        }
+        let k = &snap.records_total;
+        for (o, n) in RECORD_OUTCOMES.iter().zip([
+            k.fetched,
+            k.inserted,
+            k.updated,
+            k.unchanged,
+            k.deleted,
+            k.merged,
+            k.rejected,
+        ]) {
+            catch_up(&self.records.with_label_values(&[o]), n.max(0) as u64);
+        }
+        catch_up(&self.skipped, snap.skipped_total);
+        // Every ended run pushed one duration; the list keeps the latest 1000.
+        let ended: u64 = snap.runs_total.values().sum();
+        let new = ended.saturating_sub(seen.durations) as usize;
+        let from = snap.durations.len().saturating_sub(new);
+        for d in &snap.durations[from..] {
+            self.duration.observe(*d);
+        }
+        seen.durations = ended;
+        self.last_success.set(
+            snap.last_success
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0),
+        );
+        self.in_progress.set(i64::from(snap.is_running));
+    }
+
+    fn observe_pool(&self, state: quake_store::PoolState) {
+        let active = state.connections.saturating_sub(state.idle);
+        self.pool
+            .with_label_values(&["active"])
+            .set(i64::from(active));
+        self.pool
+            .with_label_values(&["idle"])
+            .set(i64::from(state.idle));
+        self.pool
+            .with_label_values(&["max"])
+            .set(i64::from(state.max));
+    }
+
+    fn observe_catalogue(
+        &self,
+        counts: quake_store::CatalogueCounts,
+        newest: Option<quake_store::Ts>,
+    ) {
+        self.catalogue.with_label_values(&["live"]).set(counts.live);
+        self.catalogue
+            .with_label_values(&["deleted"])
+            .set(counts.deleted);
+        self.catalogue
+            .with_label_values(&["merged"])
+            .set(counts.merged);
+        self.newest_update.set(
+            newest
+                .map(|t| t.0.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0),
+        );
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> Result<String, HttpError> {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .map_err(|e| HttpError::Internal(format!("encoding metrics: {e}")))?;
+        String::from_utf8(buf).map_err(|e| HttpError::Internal(format!("encoding metrics: {e}")))
+    }
+}
+
+pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let m = &state.metrics;
+    m.observe_snapshot(&state.engine.status());
+    let store = state.engine.store();
+    m.observe_pool(store.pool_state());
+    let catalogue = tokio::time::timeout(DB_CHECK_TIMEOUT, async {
+        let mut conn = store.conn().await?;
+        let mut db = conn.db();
+        let counts = quake_store::read::catalogue_counts(&mut db).await?;
+        let newest = quake_store::read::newest_update(&mut db).await?;
+        Ok::<_, quake_store::StoreError>((counts, newest))
+    })
+    .await;
+    match catalogue {
+        Ok(Ok((counts, newest))) => m.observe_catalogue(counts, newest),
+        Ok(Err(e)) => log::warn!("Metrics: catalogue counts unavailable, keeping the last: {e}"),
+        Err(_) => log::warn!("Metrics: catalogue counts timed out, keeping the last"),
+    }
+    Ok(HttpResponse::Ok()
+        .content_type(prometheus::TEXT_FORMAT)
+        .body(m.encode()?))
+}

@@ -1,0 +1,441 @@
+//! The scheduler: the first sync `startup_delay` after start, then one every `interval`,
+//! counted from the previous start (SPEC section 5, `serve`).
+//!
+//! Ticks come from `tokio::time::interval_at` with [`MissedTickBehavior::Skip`]: a tick
+//! missed while the process was stalled is dropped, never fired in a burst. Each tick
+//! starts a run as its own task; a tick that comes while that run is still going calls
+//! [`Engine::sync_once`] anyway, which skips at once (the seed's warning, counted in
+//! `skipped_total`), as does a tick that finds a manual run or another process syncing.
+//! Ticks therefore never pile up behind a long run. A run that panics is caught (its
+//! `JoinHandle` reports the panic) and logged; the loop goes on. Cancelling the token stops
+//! the loop; a run in flight is left to the engine's own shutdown token.
+//!
+//! The next run time is published through a [`SchedulerHandle`] the status surface reads.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineError, SyncOutcome, Trigger};
+
+/// What the status surface knows about the scheduler. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SchedulerHandle {
+    enabled: bool,
+    interval: Duration,
+    startup_delay: Duration,
+    next_run: watch::Receiver<Option<DateTime<Utc>>>,
+}
+
+impl SchedulerHandle {
+    /// The handle of a scheduler that is turned off (`sync.enabled = false`): it reports
+    /// the configured interval and delay but never a next run.
+    pub fn disabled(interval: Duration, startup_delay: Duration) -> SchedulerHandle {
+        let (_tx, next_run) = watch::channel(None);
+        SchedulerHandle {
+            enabled: false,
+            interval,
+            startup_delay,
+            next_run,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    pub fn startup_delay(&self) -> Duration {
+        self.startup_delay
+    }
+
+    /// When the next scheduled tick fires; `None` when disabled or stopped.
+    pub fn next_run_at(&self) -> Option<DateTime<Utc>> {
+        *self.next_run.borrow()
+    }
+}
+
+/// How one scheduled run ended, as the loop saw it.
+#[derive(Debug)]
+pub enum TickOutcome {
+    /// The run finished (succeeded, failed or skipped by the engine).
+    Finished(SyncOutcome),
+    /// The run could not start (its run row could not be written).
+    Error(EngineError),
+    /// The run's task panicked; the loop goes on.
+    Panicked(String),
+}
+
+/// The sync scheduler of one engine.
+pub struct Scheduler {
+    engine: Engine,
+    interval: Duration,
+    startup_delay: Duration,
+    cancel: CancellationToken,
+    next_run: watch::Sender<Option<DateTime<Utc>>>,
+}
+
+impl Scheduler {
+    /// A scheduler that stops when `cancel` is cancelled. `interval` is clamped to at least
+    /// one millisecond (tokio refuses a zero period).
+    pub fn new(
+        engine: Engine,
+        interval: Duration,
+        startup_delay: Duration,
+        cancel: CancellationToken,
+    ) -> Scheduler {
+        let (next_run, _) = watch::channel(None);
+        Scheduler {
+            engine,
+            interval: interval.max(Duration::from_millis(1)),
+            startup_delay,
+            cancel,
+            next_run,
+        }
+    }
+
+    /// A handle that reads the next run time, for the status surface.
+    pub fn handle(&self) -> SchedulerHandle {
+        SchedulerHandle {
+            enabled: true,
+            interval: self.interval,
+            startup_delay: self.startup_delay,
+            next_run: self.next_run.subscribe(),
+        }
+    }
+
+    /// Runs the loop on its own task.
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    /// Runs the loop until the token is cancelled.
+    pub async fn run(self) {
+        let first = Instant::now() + self.startup_delay;
+        let mut ticker = tokio::time::interval_at(first, self.interval);
+        // Explicit: the default (Burst) would fire every missed tick back to back.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        self.publish(first);
+        log::info!(
+            "Scheduler started: first sync in {} (at {}), then every {}",
+            human(self.startup_delay),
+            fmt_time(self.next_run.borrow().as_ref()),
+            human(self.interval),
+        );
+        let mut current: Option<JoinHandle<Result<SyncOutcome, EngineError>>> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                res = join(&mut current), if current.is_some() => {
+                    current = None;
+                    let outcome = tick_outcome(res);
+                    self.report(&outcome);
+                    log::info!(
+                        "Next sync in {} (at {})...",
+                        human(self.until_next()),
+                        fmt_time(self.next_run.borrow().as_ref()),
+                    );
+                }
+                tick = ticker.tick() => {
+                    self.publish(next_deadline(tick, self.interval, Instant::now()));
+                    if current.is_some() {
+                        // Our own run is still going: the engine skips this tick at once,
+                        // with the seed's warning, and counts it.
+                        let outcome = match self.engine.sync_once(Trigger::Scheduled).await {
+                            Ok(o) => TickOutcome::Finished(o),
+                            Err(e) => TickOutcome::Error(e),
+                        };
+                        self.report(&outcome);
+                    } else {
+                        let engine = self.engine.clone();
+                        current = Some(tokio::spawn(async move {
+                            engine.sync_once(Trigger::Scheduled).await
+                        }));
+                    }
+                }
+            }
+        }
+        self.next_run.send_replace(None);
+        log::info!("Scheduler stopped");
+    }
+
+    fn publish(&self, next: Instant) {
+        let wait = next.saturating_duration_since(Instant::now());
+        let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        self.next_run.send_replace(Some(at));
+    }
+
+    /// Time to the next tick, rounded to the second (for the log line).
+    fn until_next(&self) -> Duration {
+        let ms = self
+            .next_run
+            .borrow()
+            .map(|t| (t - Utc::now()).num_milliseconds().max(0))
+            .unwrap_or_default();
+        Duration::from_secs((ms as u64 + 500) / 1000)
+    }
+
+    fn report(&self, outcome: &TickOutcome) {
+        match outcome {
+            // The engine logs its own summary line and skip warning.
+            TickOutcome::Finished(_) => {}
+            TickOutcome::Error(e) => log::error!("Scheduled sync could not start: {e}"),
+            TickOutcome::Panicked(msg) => {
+                log::error!("Scheduled sync panicked: {msg}; the scheduler goes on")
+            }
+        }
+    }
+}
+
+/// Awaits the run in flight (pending forever when there is none).
+async fn join<T>(current: &mut Option<JoinHandle<T>>) -> Result<T, JoinError> {
+    match current {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn tick_outcome(res: Result<Result<SyncOutcome, EngineError>, JoinError>) -> TickOutcome {
+    match res {
+        Ok(Ok(o)) => TickOutcome::Finished(o),
+        Ok(Err(e)) => TickOutcome::Error(e),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            TickOutcome::Panicked(msg)
+        }
+        Err(e) => TickOutcome::Panicked(e.to_string()),
+    }
+}
+
+/// The deadline after the tick that fired at `tick`, as `MissedTickBehavior::Skip` computes
+/// it: the next multiple of `interval` after `tick` that is not already past.
+fn next_deadline(tick: Instant, interval: Duration, now: Instant) -> Instant {
+    let mut next = tick + interval;
+    if next <= now {
+        let behind = now - tick;
+        let periods = behind.as_nanos() / interval.as_nanos().max(1) + 1;
+        next = tick + interval * u32::try_from(periods).unwrap_or(u32::MAX);
+    }
+    next
+}
+
+/// `10 minutes`, `90 seconds`, `1.5 seconds`.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 && secs < 60 {
+        format!("{:.1} seconds", d.as_secs_f64())
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        let m = secs / 60;
+        format!("{m} minute{}", if m == 1 { "" } else { "s" })
+    } else {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    }
+}
+
+fn fmt_time(t: Option<&DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use quake_api::{ApiError, Page};
+    use quake_store::{Store, StoreOptions, runs};
+
+    use crate::engine::EngineConfig;
+    use crate::source::{BoxFuture, PageRequest, Source};
+
+    /// An upstream that answers an empty page after `delay`, panicking on call `panic_on`.
+    struct FakeSource {
+        delay: Duration,
+        calls: AtomicU32,
+        panic_on: Option<u32>,
+    }
+
+    impl Source for FakeSource {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn kind(&self) -> &str {
+            "fdsn"
+        }
+        fn url(&self) -> &str {
+            "http://fake.invalid/query"
+        }
+        fn fetch_page<'a>(
+            &'a self,
+            _req: &'a PageRequest,
+        ) -> BoxFuture<'a, Result<Page, ApiError>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                if self.panic_on == Some(n) {
+                    panic!("fake source panics on call {n}");
+                }
+                Ok(Page::default())
+            })
+        }
+    }
+
+    async fn setup(
+        delay: Duration,
+        panic_on: Option<u32>,
+    ) -> (Engine, Arc<FakeSource>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        let source = Arc::new(FakeSource {
+            delay,
+            calls: AtomicU32::new(0),
+            panic_on,
+        });
+        let engine = Engine::new(store, source.clone(), EngineConfig::default());
+        (engine, source, dir)
+    }
+
+    async fn run_rows(engine: &Engine) -> Vec<quake_store::SyncRun> {
+        let mut conn = engine.store().conn().await.unwrap();
+        runs::latest_runs(&mut conn.db(), 100).await.unwrap()
+    }
+
+    async fn wait_until(engine: &Engine, f: impl Fn(&crate::StatusSnapshot) -> bool) {
+        let mut rx = engine.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| f(s)))
+            .await
+            .expect("condition within 5 s")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_first_run_waits_for_the_startup_delay() {
+        let (engine, source, _dir) = setup(Duration::ZERO, None).await;
+        let cancel = CancellationToken::new();
+        let t0 = std::time::Instant::now();
+        let scheduler = Scheduler::new(
+            engine.clone(),
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            cancel.clone(),
+        );
+        let handle = scheduler.handle();
+        assert!(handle.enabled());
+        let join = scheduler.spawn();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(source.calls.load(Ordering::SeqCst), 0);
+        assert!(run_rows(&engine).await.is_empty());
+        let next = handle.next_run_at().unwrap();
+        let ahead = (next - Utc::now()).num_milliseconds();
+        assert!((0..=500).contains(&ahead), "next run in {ahead} ms");
+
+        wait_until(&engine, |s| s.runs_total.get("succeeded") == Some(&1)).await;
+        assert!(
+            t0.elapsed() >= Duration::from_millis(500),
+            "{:?}",
+            t0.elapsed()
+        );
+        let rows = run_rows(&engine).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].trigger, "scheduled");
+        // The next tick is an interval after this start.
+        let ahead = (handle.next_run_at().unwrap() - Utc::now()).num_seconds();
+        assert!((58..=60).contains(&ahead), "next run in {ahead} s");
+
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(1), join)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(handle.next_run_at(), None);
+    }
+
+    #[tokio::test]
+    async fn ticks_during_a_long_run_are_skipped() {
+        let (engine, source, _dir) = setup(Duration::from_millis(1200), None).await;
+        let cancel = CancellationToken::new();
+        let join = Scheduler::new(
+            engine.clone(),
+            Duration::from_millis(200),
+            Duration::ZERO,
+            cancel.clone(),
+        )
+        .spawn();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let s = engine.status();
+        assert!(s.is_running);
+        assert!(s.skipped_total >= 2, "skipped {}", s.skipped_total);
+        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(run_rows(&engine).await.len(), 1);
+        cancel.cancel();
+        join.await.unwrap();
+        // The run in flight is not cut short by stopping the scheduler.
+        wait_until(&engine, |s| !s.is_running).await;
+        let rows = run_rows(&engine).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, "succeeded");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_run_does_not_stop_the_scheduler() {
+        let (engine, source, _dir) = setup(Duration::from_millis(10), Some(1)).await;
+        let cancel = CancellationToken::new();
+        let join = Scheduler::new(
+            engine.clone(),
+            Duration::from_millis(300),
+            Duration::ZERO,
+            cancel.clone(),
+        )
+        .spawn();
+        wait_until(&engine, |s| s.runs_total.get("succeeded") == Some(&1)).await;
+        assert!(source.calls.load(Ordering::SeqCst) >= 2);
+        cancel.cancel();
+        join.await.unwrap();
+        let rows = run_rows(&engine).await;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].status, "succeeded");
+        // The panicked run's row is swept by the next run.
+        assert_eq!(rows[1].status, "abandoned");
+    }
+
+    #[test]
+    fn next_deadline_skips_missed_ticks() {
+        let t = Instant::now();
+        let i = Duration::from_secs(10);
+        assert_eq!(next_deadline(t, i, t + Duration::from_secs(1)), t + i);
+        assert_eq!(
+            next_deadline(t, i, t + Duration::from_secs(25)),
+            t + Duration::from_secs(30)
+        );
+        assert_eq!(
+            next_deadline(t, i, t + Duration::from_secs(10)),
+            t + Duration::from_secs(20)
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(human(Duration::from_secs(60)), "1 minute");
+        assert_eq!(human(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5 seconds");
+        assert_eq!(human(Duration::from_secs(1)), "1 second");
+    }
+}

@@ -1,0 +1,565 @@
+//! Backfill end to end: a mock FDSN service with a small search limit (400) over the
+//! 4711-event 2018 week, real databases (SQLite always, PostgreSQL at `TEST_DATABASE_URL`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use quake_api::FdsnClient;
+use quake_store::backfill::{BackfillWindow, load_windows};
+use quake_store::testing::TestDb;
+use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends, read, runs};
+use serde_json::Value;
+use sync_engine::{
+    BackfillEvent, BackfillOptions, BackfillOutcome, Engine, EngineConfig, FdsnSource,
+    StartOutcome, SyncOutcome, Trigger,
+};
+
+const WEEK_2018: &str = "usgs_all_week_2018-06-14T0919Z.geojson";
+const CAP: u64 = 400;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn range() -> (DateTime<Utc>, DateTime<Utc>) {
+    (t("2018-06-07T00:00:00Z"), t("2018-06-15T00:00:00Z"))
+}
+
+fn opts(start: DateTime<Utc>, end: DateTime<Utc>) -> BackfillOptions {
+    BackfillOptions {
+        pause: Duration::ZERO,
+        ..BackfillOptions::new(start, Some(end))
+    }
+}
+
+fn client(server: &wiremock::MockServer) -> FdsnClient {
+    FdsnClient::new(&fdsn_url(server), http_opts()).unwrap()
+}
+
+fn engine(store: Store, client: &FdsnClient, batch: u32) -> Engine {
+    Engine::new(
+        store,
+        Arc::new(FdsnSource(client.clone())),
+        EngineConfig {
+            batch_size: batch,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+fn succeeded(o: &BackfillOutcome) -> SyncRun {
+    match &o.outcome {
+        SyncOutcome::Succeeded(run) => run.clone(),
+        other => panic!("expected a successful run, got {other:?}"),
+    }
+}
+
+/// (fetched, inserted, updated, unchanged, deleted, merged, rejected)
+fn counts(r: &SyncRun) -> (i64, i64, i64, i64, i64, i64, i64) {
+    (
+        r.fetched,
+        r.inserted,
+        r.updated,
+        r.unchanged,
+        r.deleted,
+        r.merged,
+        r.rejected,
+    )
+}
+
+async fn catalogue(store: &Store) -> BTreeMap<String, Earthquake> {
+    let mut conn = store.conn().await.unwrap();
+    read::all_events(&mut conn.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect()
+}
+
+async fn windows(store: &Store, o: &BackfillOutcome) -> Vec<BackfillWindow> {
+    let mut conn = store.conn().await.unwrap();
+    load_windows(&mut conn.db(), o.key.as_ref().unwrap())
+        .await
+        .unwrap()
+}
+
+fn fixture() -> HashMap<String, Value> {
+    read_fixture(WEEK_2018)["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_string(), f.clone()))
+        .collect()
+}
+
+fn param_ms(q: &HashMap<String, String>, k: &str) -> i64 {
+    let s = &q[k];
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// How many fixture events a request's window matches.
+fn matching(features: &HashMap<String, Value>, q: &HashMap<String, String>) -> usize {
+    let (a, b) = (param_ms(q, "starttime"), param_ms(q, "endtime"));
+    features
+        .values()
+        .filter(|f| {
+            let time = f["properties"]["time"].as_i64().unwrap();
+            time >= a && time < b
+        })
+        .count()
+}
+
+/// The stored catalogue is the fixture: same ids, same fields.
+fn assert_is_fixture(cat: &BTreeMap<String, Earthquake>, features: &HashMap<String, Value>) {
+    let stored: BTreeSet<&String> = cat.keys().collect();
+    let expected: BTreeSet<&String> = features.keys().collect();
+    assert_eq!(
+        stored, expected,
+        "the catalogue's ids differ from the fixture's"
+    );
+    assert_eq!(cat.len(), 4711);
+    for (id, f) in features {
+        let e = &cat[id];
+        let p = &f["properties"];
+        let c = f["geometry"]["coordinates"].as_array().unwrap();
+        assert_eq!(
+            e.time.0.timestamp_millis(),
+            p["time"].as_i64().unwrap(),
+            "{id}"
+        );
+        assert_eq!(
+            e.updated.0.timestamp_millis(),
+            p["updated"].as_i64().unwrap(),
+            "{id}"
+        );
+        assert_eq!(e.magnitude, p["mag"].as_f64(), "{id}");
+        assert_eq!(e.place.as_deref(), p["place"].as_str(), "{id}");
+        assert_eq!(e.longitude, c[0].as_f64().unwrap(), "{id}");
+        assert_eq!(e.latitude, c[1].as_f64().unwrap(), "{id}");
+        assert_eq!(e.depth_km, c[2].as_f64(), "{id}");
+        assert_eq!(
+            e.status,
+            p["status"].as_str().unwrap().to_lowercase(),
+            "{id}"
+        );
+        assert_eq!(e.merged_into, None, "{id}");
+    }
+}
+
+both_backends!(
+    backfill_fills_the_range_under_the_cap,
+    async |db: TestDb| {
+        let features = fixture();
+        let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018)).with_cap(CAP);
+        let server = fdsn_server(mock.clone()).await;
+        let store = db.store().await;
+        let client = client(&server);
+        let engine = engine(store.clone(), &client, 100);
+        // A cursor the backfill must leave alone.
+        let cursor = Ts(t("2018-06-14T00:00:00Z"));
+        {
+            let mut conn = store.conn().await.unwrap();
+            runs::set_state(&mut conn.db(), "usgs", Some(cursor), 0, None)
+                .await
+                .unwrap();
+        }
+        let (start, end) = range();
+
+        let o = engine
+            .backfill(&client, &opts(start, end), None)
+            .await
+            .unwrap();
+        let run = succeeded(&o);
+        assert_eq!(run.trigger, "cli");
+        assert_eq!(counts(&run), (4711, 4711, 0, 0, 0, 0, 0), "{run:?}");
+        assert_is_fixture(&catalogue(&store).await, &features);
+
+        // Windows were split to stay under the cap, and the count endpoint was asked.
+        let seen = seen_requests(&server).await;
+        let count_requests: Vec<_> = seen.iter().filter(|(p, _)| p == "count").collect();
+        let queries: Vec<_> = seen.iter().filter(|(p, _)| p == "query").collect();
+        assert!(
+            !count_requests.is_empty(),
+            "the count endpoint was not asked"
+        );
+        assert_eq!(count_requests.len() as u64, o.count_requests);
+        assert_eq!(queries.len() as u64, o.query_requests);
+        assert_eq!(count_requests[0].1["starttime"], "2018-06-07T00:00:00");
+        assert_eq!(count_requests[0].1["endtime"], "2018-06-15T00:00:00");
+        let mut query_windows = BTreeSet::new();
+        for (_, q) in &queries {
+            assert!(
+                matching(&features, q) as u64 <= CAP,
+                "a query over the cap: {q:?}"
+            );
+            assert_eq!(q["orderby"], "time-asc");
+            assert_eq!(q["includedeleted"], "true");
+            assert_eq!(q["limit"], "100");
+            assert!(!q.contains_key("updatedafter"));
+            query_windows.insert((q["starttime"].clone(), q["endtime"].clone()));
+        }
+        assert!(query_windows.len() > 11, "{} windows", query_windows.len());
+        // The stored plan: contiguous windows covering the range, each under the cap, all done.
+        let plan = windows(&store, &o).await;
+        assert_eq!(plan.len() as u64, o.plan.windows_total);
+        assert_eq!(plan.first().unwrap().window_start.0, start);
+        assert_eq!(plan.last().unwrap().window_end.0, end);
+        for pair in plan.windows(2) {
+            assert_eq!(pair[0].window_end, pair[1].window_start);
+        }
+        assert!(plan.iter().all(|w| w.is_done()));
+        assert!(plan.iter().all(|w| w.expected.unwrap() as u64 <= CAP));
+        assert_eq!(plan.iter().map(|w| w.events).sum::<i64>(), 4711);
+        assert!(plan.iter().all(|w| w.events == w.expected.unwrap()));
+        println!(
+            "plan: {} windows, {} count requests, {} queries, {} pages",
+            plan.len(),
+            o.count_requests,
+            o.query_requests,
+            run.pages
+        );
+        // The sync cursor did not move.
+        let mut conn = store.conn().await.unwrap();
+        let state = runs::get_state(&mut conn.db(), "usgs")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.cursor, Some(cursor));
+        drop(conn);
+
+        // The same range again: everything is done, nothing is asked or written.
+        let before = seen.len();
+        let again = engine
+            .backfill(&client, &opts(start, end), None)
+            .await
+            .unwrap();
+        let run2 = succeeded(&again);
+        assert_eq!(counts(&run2), (0, 0, 0, 0, 0, 0, 0));
+        assert!(again.plan.resumed);
+        assert_eq!(again.plan.windows_done, again.plan.windows_total);
+        assert_eq!(seen_requests(&server).await.len(), before);
+
+        // A wider range (a new backfill) fetches every event again and writes nothing.
+        let wider = engine
+            .backfill(&client, &opts(t("2018-06-06T00:00:00Z"), end), None)
+            .await
+            .unwrap();
+        let run3 = succeeded(&wider);
+        assert_eq!(counts(&run3), (4711, 0, 0, 4711, 0, 0, 0), "{run3:?}");
+        assert_is_fixture(&catalogue(&store).await, &features);
+    }
+);
+
+both_backends!(
+    interrupted_backfill_resumes_without_redoing_windows,
+    async |db: TestDb| {
+        let features = fixture();
+        let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018)).with_cap(CAP);
+        let server = fdsn_server(mock.clone()).await;
+        let store = db.store().await;
+        let client = client(&server);
+        let engine = engine(store.clone(), &client, 100);
+        let (start, end) = range();
+
+        // The upstream goes down after the 17th page has committed (in the middle of a window).
+        let pages = Arc::new(AtomicU64::new(0));
+        let progress: sync_engine::ProgressFn = {
+            let (mock, pages) = (mock.clone(), pages.clone());
+            Arc::new(move |e: &BackfillEvent| {
+                if let BackfillEvent::Page { .. } = e
+                    && pages.fetch_add(1, Ordering::SeqCst) + 1 == 17
+                {
+                    mock.fail_after(Some(0));
+                }
+            })
+        };
+        let first = engine
+            .backfill(&client, &opts(start, end), Some(progress))
+            .await
+            .unwrap();
+        let SyncOutcome::Failed(run1) = &first.outcome else {
+            panic!("expected a failed run, got {:?}", first.outcome);
+        };
+        assert!(run1.error.as_deref().unwrap().contains("500"), "{run1:?}");
+        assert_eq!(run1.pages, 17);
+        let after_first = windows(&store, &first).await;
+        let done_first: BTreeSet<Ts> = after_first
+            .iter()
+            .filter(|w| w.is_done())
+            .map(|w| w.window_start)
+            .collect();
+        let total = after_first.len();
+        assert!(
+            !done_first.is_empty() && done_first.len() < total,
+            "{} of {total} done",
+            done_first.len()
+        );
+        let done_events: i64 = after_first
+            .iter()
+            .filter(|w| w.is_done())
+            .map(|w| w.events)
+            .sum();
+        // Records committed for the window that was cut short: fetched again, unchanged.
+        let partial = run1.fetched - done_events;
+        assert!(partial > 0, "the interruption should fall inside a window");
+        assert_eq!(catalogue(&store).await.len() as i64, run1.inserted);
+
+        // Run it again with the same range: only the windows not done are asked for.
+        mock.fail_after(None);
+        let before = seen_requests(&server).await.len();
+        let second = engine
+            .backfill(&client, &opts(start, end), None)
+            .await
+            .unwrap();
+        let run2 = succeeded(&second);
+        assert!(second.plan.resumed);
+        assert_eq!(second.plan.windows_done as usize, done_first.len());
+        let seen2: Vec<_> = seen_requests(&server).await.split_off(before);
+        assert!(
+            seen2.iter().all(|(p, _)| p == "query"),
+            "a resumed backfill does not count again"
+        );
+        let mut first_offsets = BTreeSet::new();
+        for (_, q) in &seen2 {
+            let ws = Ts(DateTime::from_timestamp_millis(param_ms(q, "starttime")).unwrap());
+            assert!(
+                !done_first.contains(&ws),
+                "a finished window was asked again: {q:?}"
+            );
+            if q["offset"] == "1" {
+                first_offsets.insert(ws);
+            }
+        }
+        assert_eq!(first_offsets.len(), total - done_first.len());
+        assert_eq!(run1.inserted + run2.inserted, 4711);
+        assert_eq!(run2.unchanged, partial, "{run2:?}");
+        assert_eq!(
+            (run2.updated, run2.deleted, run2.merged, run2.rejected),
+            (0, 0, 0, 0)
+        );
+        assert!(windows(&store, &second).await.iter().all(|w| w.is_done()));
+        assert_is_fixture(&catalogue(&store).await, &features);
+        println!(
+            "interrupted: run 1 {} windows done of {total}, {} fetched ({partial} in the cut window); run 2 {} queries, {run2:?}",
+            done_first.len(),
+            run1.fetched,
+            seen2.len()
+        );
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_answering_400_over_the_cap_splits_too() {
+    let db = TestDb::sqlite();
+    let features = fixture();
+    let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018)).with_cap(CAP);
+    mock.count_400_over_cap.store(true, Ordering::SeqCst);
+    let server = fdsn_server(mock).await;
+    let store = db.store().await;
+    let client = client(&server);
+    let engine = engine(store.clone(), &client, 250);
+    let (start, end) = range();
+    let o = engine
+        .backfill(&client, &opts(start, end), None)
+        .await
+        .unwrap();
+    let run = succeeded(&o);
+    assert_eq!(counts(&run), (4711, 4711, 0, 0, 0, 0, 0));
+    assert_is_fixture(&catalogue(&store).await, &features);
+    for (_, q) in seen_requests(&server)
+        .await
+        .iter()
+        .filter(|(p, _)| p == "query")
+    {
+        assert!(matching(&features, q) as u64 <= CAP, "{q:?}");
+        assert_eq!(q["limit"], "250");
+    }
+    // Only windows whose count answered (under the cap) become leaves of the plan.
+    let plan = windows(&store, &o).await;
+    assert!(plan.len() > 11);
+    assert!(
+        plan.iter()
+            .all(|w| w.expected.is_some_and(|n| n as u64 <= CAP))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_refused_as_too_large_splits_its_window() {
+    // A stored plan with one window for the whole week (as if planned against a service
+    // with a larger cap), paged with limit 500 against a cap of 400: USGS counts include
+    // `limit`, so the first page of a window with more than 400 events is refused.
+    let db = TestDb::sqlite();
+    let features = fixture();
+    let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018)).with_cap(CAP);
+    let server = fdsn_server(mock).await;
+    let store = db.store().await;
+    let client = client(&server);
+    let engine = engine(store.clone(), &client, 500);
+    let (start, end) = range();
+    let key = quake_store::backfill::BackfillKey {
+        range_start: Ts(start),
+        range_end: Ts(end),
+        filter: String::new(),
+    };
+    {
+        let mut conn = store.conn().await.unwrap();
+        quake_store::backfill::save_plan(
+            &mut conn.db(),
+            &[BackfillWindow::planned(
+                &key,
+                Ts(start),
+                Ts(end),
+                Some(4711),
+            )],
+        )
+        .await
+        .unwrap();
+    }
+    let splits = Arc::new(Mutex::new(0));
+    let progress: sync_engine::ProgressFn = {
+        let splits = splits.clone();
+        Arc::new(move |e: &BackfillEvent| {
+            if let BackfillEvent::Split { .. } = e {
+                *splits.lock().unwrap() += 1;
+            }
+        })
+    };
+    let o = engine
+        .backfill(&client, &opts(start, end), Some(progress))
+        .await
+        .unwrap();
+    let run = succeeded(&o);
+    assert_eq!(counts(&run), (4711, 4711, 0, 0, 0, 0, 0), "{run:?}");
+    assert_eq!(o.count_requests, 0);
+    assert!(*splits.lock().unwrap() >= 4);
+    assert_is_fixture(&catalogue(&store).await, &features);
+    let plan = windows(&store, &o).await;
+    assert!(plan.len() > 11);
+    assert!(plan.iter().all(|w| w.is_done()));
+    assert_eq!(plan.iter().map(|w| w.events).sum::<i64>(), 4711);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_while_a_sync_runs_is_skipped() {
+    let db = TestDb::sqlite();
+    let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018));
+    mock.delay_at_offset
+        .lock()
+        .unwrap()
+        .insert(1, Duration::from_millis(1500));
+    let server = fdsn_server(mock).await;
+    let store = db.store().await;
+    let client = client(&server);
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(FdsnSource(client.clone())),
+        EngineConfig {
+            batch_size: 5000,
+            start_time: Some(range().0),
+            ..EngineConfig::default()
+        },
+    );
+    let StartOutcome::Started { run_id, handle } = engine.start(Trigger::Manual).await.unwrap()
+    else {
+        panic!("the sync should start");
+    };
+    let (start, end) = range();
+    let o = engine
+        .backfill(&client, &opts(start, end), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        o.outcome,
+        SyncOutcome::Skipped {
+            running_run_id: Some(run_id)
+        }
+    );
+    assert_eq!((o.count_requests, o.query_requests), (0, 0));
+    assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
+    // Only the sync asked the upstream; the skipped backfill wrote no run row.
+    let seen = seen_requests(&server).await;
+    assert!(seen.iter().all(|(p, _)| p == "query"));
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(
+        runs::latest_runs(&mut conn.db(), 10).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_or_inverted_range_is_refused() {
+    let db = TestDb::sqlite();
+    let server = fdsn_server(FdsnMock::new(Catalogue::from_fixture(WEEK_2018))).await;
+    let store = db.store().await;
+    let client = client(&server);
+    let engine = engine(store.clone(), &client, 100);
+    let (start, _) = range();
+    let err = engine
+        .backfill(&client, &opts(start, start), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("range"), "{err}");
+    assert!(seen_requests(&server).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
+    let Some(db) = TestDb::postgres("a_backfill_while_another_process_syncs_is_skipped").await
+    else {
+        return;
+    };
+    let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018));
+    mock.delay_at_offset
+        .lock()
+        .unwrap()
+        .insert(1, Duration::from_millis(1500));
+    let server = fdsn_server(mock).await;
+    // Two engines, two pools: as two processes would be.
+    let (store_a, store_b) = (db.store().await, db.store().await);
+    let client = client(&server);
+    let syncing = Engine::new(
+        store_a,
+        Arc::new(FdsnSource(client.clone())),
+        EngineConfig {
+            batch_size: 5000,
+            start_time: Some(range().0),
+            ..EngineConfig::default()
+        },
+    );
+    let backfilling = engine(store_b.clone(), &client, 100);
+    let StartOutcome::Started { run_id, handle } = syncing.start(Trigger::Manual).await.unwrap()
+    else {
+        panic!("the sync should start");
+    };
+    let (start, end) = range();
+    let o = backfilling
+        .backfill(&client, &opts(start, end), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        o.outcome,
+        SyncOutcome::Skipped {
+            running_run_id: Some(run_id)
+        }
+    );
+    assert_eq!((o.count_requests, o.query_requests), (0, 0));
+    assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
+    // Once the sync is over, the backfill runs.
+    let o = backfilling
+        .backfill(&client, &opts(start, end), None)
+        .await
+        .unwrap();
+    let run = succeeded(&o);
+    assert_eq!(counts(&run), (4711, 0, 0, 4711, 0, 0, 0), "{run:?}");
+}

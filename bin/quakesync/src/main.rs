@@ -45,7 +45,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli, config))
+    let code = runtime.block_on(run(cli, config));
+    // Do not wait on blocking work still queued (SQLite calls) once the command is done.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {

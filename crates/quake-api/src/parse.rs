@@ -606,7 +606,7 @@ pub fn parse_usgs_count(body: &[u8]) -> Result<CountResponse, ApiError> {
         }
     };
     if let Some(err) = obj.get("error").and_then(Value::as_str) {
-        log::warn!("count response carries an error: {err}");
+        log::debug!("count response carries an error: {err}");
     }
     Ok(CountResponse {
         count,

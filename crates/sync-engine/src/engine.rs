@@ -114,9 +114,28 @@ pub(crate) struct Inner {
 /// cluster lock. Other modules of this crate (backfill) drive a run with
 /// [`Engine::prepare`], their own page loop, and [`Engine::complete`].
 pub(crate) struct Prepared {
+    // Fields drop in order: the status is reset before the guard lets another run in.
+    status_reset: StatusReset,
     pub(crate) run: SyncRun,
     _guard: OwnedMutexGuard<()>,
     lock: ClusterLock,
+}
+
+/// Resets `is_running` if a run ends without [`Engine::complete`] (a panic, an aborted
+/// task), so the status never shows a run that is not there.
+struct StatusReset {
+    engine: Option<Engine>,
+}
+
+impl Drop for StatusReset {
+    fn drop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            engine.inner.status.send_modify(|s| {
+                s.is_running = false;
+                s.current = None;
+            });
+        }
+    }
 }
 
 impl Engine {
@@ -260,6 +279,9 @@ impl Engine {
             });
         });
         Ok(Ok(Prepared {
+            status_reset: StatusReset {
+                engine: Some(self.clone()),
+            },
             run,
             _guard: guard,
             lock,
@@ -280,6 +302,8 @@ impl Engine {
         result: Result<RunCounts, RunError>,
         started: Instant,
     ) -> SyncOutcome {
+        let mut p = p;
+        p.status_reset.engine = None; // this function updates the status itself
         let run_id = p.run.id;
         let elapsed = started.elapsed().as_secs_f64();
         let (status, error) = match &result {
@@ -384,10 +408,11 @@ impl Engine {
                 limit: batch,
                 offset,
             };
-            let page = source
-                .fetch_page(&req)
-                .await
-                .map_err(|e| fail(format!("upstream: {e}"), totals))?;
+            // A shutdown does not wait for a slow upstream: nothing of this page is written.
+            let page = tokio::select! {
+                page = source.fetch_page(&req) => page.map_err(|e| fail(format!("upstream: {e}"), totals))?,
+                () = self.inner.shutdown.cancelled() => return Err(fail("interrupted by shutdown".into(), totals)),
+            };
             if generated.is_none() {
                 generated = Some(page.generated.unwrap_or(run_start));
             }

@@ -451,3 +451,38 @@ both_backends!(
         assert!(engine.status().last_run_failed());
     }
 );
+
+both_backends!(
+    shutdown_interrupts_a_slow_upstream_request,
+    async |db: TestDb| {
+        let mock = FdsnMock::new(Catalogue::from_fixture(
+            "usgs_4.5_week_2021-07-22T2023Z.geojson",
+        ));
+        mock.delay_at_offset
+            .lock()
+            .unwrap()
+            .insert(1, Duration::from_secs(30));
+        let server = fdsn_server(mock).await;
+        let store = db.store().await;
+        let engine = fdsn_engine(store.clone(), &fdsn_url(&server), 20);
+        let task = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.sync_once(Trigger::Scheduled).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        engine.shutdown_token().cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops promptly")
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let SyncOutcome::Failed(run) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(run.error.as_deref(), Some("interrupted by shutdown"));
+        assert_eq!(run.fetched, 0);
+        assert!(catalogue(&store).await.is_empty());
+    }
+);

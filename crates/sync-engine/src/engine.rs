@@ -18,7 +18,8 @@ use crate::status::{CurrentRun, StatusSnapshot};
 pub struct EngineConfig {
     /// Records per page (`sync.batch_size`, 1..=20000).
     pub batch_size: u32,
-    /// Subtracted from the upstream's `generated` to make the next cursor (`sync.overlap_secs`).
+    /// Subtracted from the upstream's `generated` (the oldest of a run's pages) to make the
+    /// next cursor (`sync.overlap_secs`).
     pub overlap: Duration,
     /// The configured `source.start_time`; when unset, `initial_lookback` before the first run.
     pub start_time: Option<DateTime<Utc>>,
@@ -179,6 +180,12 @@ impl Engine {
     /// The status as of now, from memory (never waits on the database or a running sync).
     pub fn status(&self) -> StatusSnapshot {
         self.inner.status.borrow().clone()
+    }
+
+    /// Reads the status in place, without cloning it (for hot paths such as `/sync-status`).
+    /// `f` runs under the status's read lock: keep it short and never await inside.
+    pub fn with_status<R>(&self, f: impl FnOnce(&StatusSnapshot) -> R) -> R {
+        f(&self.inner.status.borrow())
     }
 
     /// A receiver that sees every status change (run started, page committed, run ended).
@@ -413,9 +420,11 @@ impl Engine {
                 page = source.fetch_page(&req) => page.map_err(|e| fail(format!("upstream: {e}"), totals))?,
                 () = self.inner.shutdown.cancelled() => return Err(fail("interrupted by shutdown".into(), totals)),
             };
-            if generated.is_none() {
-                generated = Some(page.generated.unwrap_or(run_start));
-            }
+            // The oldest `generated` of the run's pages: a page served from a stale cache
+            // or replica lacks what changed after its `generated`, so a cursor taken from a
+            // newer page would skip those changes forever. An older cursor only re-reads.
+            let page_generated = page.generated.unwrap_or(run_start);
+            generated = Some(generated.map_or(page_generated, |g| g.min(page_generated)));
             let n = page.record_count();
             let records: Vec<_> = page.events.iter().map(to_record).collect();
             let rejected: Vec<_> = page

@@ -1,7 +1,8 @@
 //! Write-path benchmark on PostgreSQL: rows per second for pages of 1k, 10k and 100k new
 //! events, by the per-record SAVEPOINT path (the seed's design), the fast path, and a
 //! plain binary COPY of the same rows into the table (the floor), in one run so the ratios
-//! hold on a noisy machine. Each measurement starts from an empty table.
+//! hold on a noisy machine; then SQLite (a file in a temp dir): one statement per task hop
+//! against the whole page in one blocking closure. Each measurement starts from an empty table.
 //!
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p quake-store --bench write_path`
 //! (`-- 1000 10000` to choose sizes; `QS_BENCH_REPEAT=3` for a median of 3).
@@ -205,6 +206,21 @@ fn main() {
             let rate = |d: Duration| n as f64 / d.as_secs_f64();
             let (p, f, c) = (rate(median(per)), rate(median(fast)), rate(median(floor)));
             println!("{n:<9} {p:>17.0}   {f:>16.0}   {c:>11.0}   {:>15.1}x   {:>8.2}", f / p, f / c);
+        }
+        let lite = TestDb::sqlite();
+        let store = lite.store().await;
+        println!("SQLite    per-statement rows/s   one blocking closure rows/s   ratio");
+        for &n in &sizes {
+            let recs = records(n);
+            let mut per = Vec::new();
+            let mut fast = Vec::new();
+            for _ in 0..repeat {
+                per.push(apply(&store, &recs, WriteMode::PerRecord).await);
+                fast.push(apply(&store, &recs, WriteMode::Auto).await);
+            }
+            let rate = |d: Duration| n as f64 / d.as_secs_f64();
+            let (p, f) = (rate(median(per)), rate(median(fast)));
+            println!("{n:<9} {p:>20.0}   {f:>27.0}   {:>5.1}x", f / p);
         }
     });
 }

@@ -1,4 +1,4 @@
-//! The PostgreSQL fast path of [`crate::write::apply_page`].
+//! The fast paths of [`crate::write::apply_page`]: PostgreSQL below, SQLite at the end.
 //!
 //! A chunk of records is planned in memory, in order, exactly as the per-record path would
 //! see them (so duplicates, outcomes and counts are the same), then written with one
@@ -207,5 +207,98 @@ async fn merge(
     .bind::<Timestamptz, _>(now.0)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// The SQLite fast path: every record of the page in one blocking closure on the underlying
+/// `SqliteConnection` (one hop to the blocking pool per page instead of one per statement),
+/// each record's writes between `SAVEPOINT` and `RELEASE`, rolled back alone when refused.
+/// Planning is the shared per-record policy; the outer transaction is the caller's.
+pub(crate) async fn apply_sqlite_blocking(
+    conn: &mut crate::pool::SqliteConn,
+    records: Vec<EventRecord>,
+    stored: HashMap<String, StoredVersion>,
+    now: Ts,
+) -> QueryResult<Vec<Outcome>> {
+    conn.spawn_blocking(move |c| {
+        let mut stored = stored;
+        records
+            .iter()
+            .map(|rec| sqlite_one(c, rec, &mut stored, now))
+            .collect()
+    })
+    .await
+}
+
+fn sqlite_one(
+    c: &mut diesel::SqliteConnection,
+    rec: &EventRecord,
+    stored: &mut HashMap<String, StoredVersion>,
+    now: Ts,
+) -> QueryResult<Outcome> {
+    use diesel::connection::SimpleConnection;
+    if let Err(reason) = rec.nul_check() {
+        return Ok(Outcome::Rejected(reason));
+    }
+    let plan = plan_record(rec, stored);
+    if plan.is_noop() {
+        return Ok(Outcome::Unchanged);
+    }
+    c.batch_execute("SAVEPOINT quakesync_record")?;
+    match sqlite_write(c, rec, &plan, now) {
+        Ok(()) => {
+            c.batch_execute("RELEASE quakesync_record")?;
+            plan.remember(rec, now, stored);
+            Ok(plan.outcome(rec))
+        }
+        Err(e) if is_record_error(&e) => {
+            c.batch_execute("ROLLBACK TO quakesync_record; RELEASE quakesync_record")?;
+            Ok(Outcome::Rejected(format!(
+                "database refused the record: {e}"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The statements of [`crate::write`]'s per-record path, run synchronously.
+fn sqlite_write(
+    c: &mut diesel::SqliteConnection,
+    rec: &EventRecord,
+    plan: &crate::write::Plan,
+    now: Ts,
+) -> QueryResult<()> {
+    use crate::schema::earthquakes::dsl as e;
+    use diesel::prelude::*;
+    match plan.write {
+        Write::Insert => {
+            diesel::RunQueryDsl::execute(
+                diesel::insert_into(e::earthquakes).values((
+                    rec,
+                    e::first_seen_at.eq(now),
+                    e::last_changed_at.eq(now),
+                )),
+                c,
+            )?;
+        }
+        Write::Update => {
+            diesel::RunQueryDsl::execute(
+                diesel::update(e::earthquakes.find(&rec.id)).set((
+                    rec,
+                    e::last_changed_at.eq(now),
+                    e::merged_into.eq(None::<String>),
+                )),
+                c,
+            )?;
+        }
+        Write::None => {}
+    }
+    if !plan.merges.is_empty() {
+        diesel::RunQueryDsl::execute(
+            diesel::update(e::earthquakes.filter(e::id.eq_any(&plan.merges)))
+                .set((e::merged_into.eq(&rec.id), e::last_changed_at.eq(now))),
+            c,
+        )?;
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod lock;
 pub mod migrate;
 pub mod models;
 pub mod pool;
+pub mod query;
 pub mod read;
 pub mod runs;
 pub mod schema;

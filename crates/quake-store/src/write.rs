@@ -131,8 +131,9 @@ pub async fn apply_page(
 /// How [`apply_page_with`] writes the records of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
-    /// The fast path where the backend has one (PostgreSQL: one `UNNEST` upsert per chunk,
-    /// bisected down to per-record savepoints around refused rows), else per record.
+    /// The fast path of each backend. PostgreSQL: one `UNNEST` upsert per chunk, bisected
+    /// down to per-record savepoints around refused rows. SQLite: the whole page in one
+    /// blocking closure on the connection, a SAVEPOINT per record, no task hop per statement.
     Auto,
     /// A SAVEPOINT and a statement per record (the seed's design; the reference the fast
     /// path is tested against).
@@ -175,11 +176,17 @@ async fn apply_page_in_tx(
         .collect();
 
     let mut outcomes = Vec::with_capacity(records.len());
-    if mode == WriteMode::Auto && matches!(db, DbConn::Pg(_)) {
-        crate::fast::apply_chunk(db, records, &mut stored, now, &mut outcomes).await?;
-    } else {
-        for rec in records {
-            outcomes.push(apply_one(db, rec, &mut stored, now).await?);
+    match (mode, &mut *db) {
+        (WriteMode::Auto, DbConn::Pg(_)) => {
+            crate::fast::apply_chunk(db, records, &mut stored, now, &mut outcomes).await?;
+        }
+        (WriteMode::Auto, DbConn::Sqlite(c)) => {
+            outcomes = crate::fast::apply_sqlite_blocking(c, records.to_vec(), stored, now).await?;
+        }
+        (WriteMode::PerRecord, _) => {
+            for rec in records {
+                outcomes.push(apply_one(db, rec, &mut stored, now).await?);
+            }
         }
     }
 

@@ -125,12 +125,11 @@ async fn snapshot(store: &Store) -> (Vec<Row>, Vec<(Option<String>, String)>) {
 async fn truncate(store: &Store) {
     use diesel_async::SimpleAsyncConnection;
     let mut conn = store.conn().await.unwrap();
-    let quake_store::DbConn::Pg(c) = conn.db() else {
-        panic!("postgres")
-    };
-    c.batch_execute("TRUNCATE earthquakes, rejected_records")
-        .await
-        .unwrap();
+    let sql = "DELETE FROM earthquakes; DELETE FROM rejected_records;";
+    match conn.db() {
+        quake_store::DbConn::Pg(c) => c.batch_execute(sql).await.unwrap(),
+        quake_store::DbConn::Sqlite(c) => c.batch_execute(sql).await.unwrap(),
+    }
 }
 
 #[test]
@@ -148,6 +147,22 @@ fn fast_path_equals_per_record_path() {
         return;
     };
     let (reference, fast) = rt.block_on(async { (db1.store().await, db2.store().await) });
+    check_equivalence(&rt, &reference, &fast);
+}
+
+#[test]
+fn sqlite_blocking_path_equals_per_record_path() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (db1, db2) = (TestDb::sqlite(), TestDb::sqlite());
+    let (reference, fast) = rt.block_on(async { (db1.store().await, db2.store().await) });
+    check_equivalence(&rt, &reference, &fast);
+}
+
+fn check_equivalence(rt: &tokio::runtime::Runtime, reference: &Store, fast: &Store) {
     let config = ProptestConfig {
         cases: 32,
         failure_persistence: None,

@@ -171,8 +171,8 @@ fn check_equivalence(rt: &tokio::runtime::Runtime, reference: &Store, fast: &Sto
     let pages = proptest::collection::vec(proptest::collection::vec(gen_record(), 1..40), 1..4);
     proptest!(config, |(pages in pages)| {
         rt.block_on(async {
-            truncate(&reference).await;
-            truncate(&fast).await;
+            truncate(reference).await;
+            truncate(fast).await;
             for page in &pages {
                 let recs: Vec<EventRecord> = page.iter().map(record).collect();
                 let mut c1 = reference.conn().await.unwrap();
@@ -182,7 +182,7 @@ fn check_equivalence(rt: &tokio::runtime::Runtime, reference: &Store, fast: &Sto
                 assert_eq!(r1.outcomes, r2.outcomes, "outcomes differ for {page:?}");
                 assert_eq!(r1.counts, r2.counts);
             }
-            assert_eq!(snapshot(&reference).await, snapshot(&fast).await, "catalogues differ for {pages:?}");
+            assert_eq!(snapshot(reference).await, snapshot(fast).await, "catalogues differ for {pages:?}");
         });
     });
 }

@@ -23,7 +23,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use crate::models::{EventRecord, StoredVersion};
 use crate::pool::DbConn;
 use crate::types::Ts;
-use crate::write::{Outcome, Write, apply_one, is_record_error, plan_record};
+use crate::write::{
+    Outcome, Write, apply_one, is_record_error, plan_or_outcome, plan_record, settle,
+};
 
 /// Chunks this small go record by record.
 pub(crate) const SMALL: usize = 4;
@@ -91,15 +93,13 @@ async fn attempt(
     let mut rows: Vec<&EventRecord> = Vec::new();
     let mut merges: HashMap<String, String> = HashMap::new();
     for (i, rec) in chunk.iter().enumerate() {
-        if let Err(reason) = rec.nul_check() {
-            outcomes.push(Outcome::Rejected(reason));
-            continue;
-        }
-        let plan = plan_record(rec, &sim);
-        if plan.is_noop() {
-            outcomes.push(Outcome::Unchanged);
-            continue;
-        }
+        let plan = match plan_or_outcome(rec, &sim) {
+            Ok(plan) => plan,
+            Err(outcome) => {
+                outcomes.push(outcome);
+                continue;
+            }
+        };
         if plan.write != Write::None {
             if written.contains(rec.id.as_str()) || merges.contains_key(&rec.id) {
                 // i > 0: the earlier write or merge is in this chunk
@@ -237,28 +237,19 @@ fn sqlite_one(
     now: Ts,
 ) -> QueryResult<Outcome> {
     use diesel::connection::SimpleConnection;
-    if let Err(reason) = rec.nul_check() {
-        return Ok(Outcome::Rejected(reason));
-    }
-    let plan = plan_record(rec, stored);
-    if plan.is_noop() {
-        return Ok(Outcome::Unchanged);
-    }
+    let plan = match plan_or_outcome(rec, stored) {
+        Ok(plan) => plan,
+        Err(outcome) => return Ok(outcome),
+    };
     c.batch_execute("SAVEPOINT quakesync_record")?;
-    match sqlite_write(c, rec, &plan, now) {
-        Ok(()) => {
-            c.batch_execute("RELEASE quakesync_record")?;
-            plan.remember(rec, now, stored);
-            Ok(plan.outcome(rec))
-        }
-        Err(e) if is_record_error(&e) => {
-            c.batch_execute("ROLLBACK TO quakesync_record; RELEASE quakesync_record")?;
-            Ok(Outcome::Rejected(format!(
-                "database refused the record: {e}"
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    let written = sqlite_write(c, rec, &plan, now);
+    let end = if written.is_ok() {
+        "RELEASE quakesync_record"
+    } else {
+        "ROLLBACK TO quakesync_record; RELEASE quakesync_record"
+    };
+    c.batch_execute(end)?;
+    settle(written, &plan, rec, stored, now)
 }
 
 /// The statements of [`crate::write`]'s per-record path, run synchronously.

@@ -231,14 +231,41 @@ pub(crate) async fn apply_one(
     stored: &mut HashMap<String, StoredVersion>,
     now: Ts,
 ) -> QueryResult<Outcome> {
+    let plan = match plan_or_outcome(rec, stored) {
+        Ok(plan) => plan,
+        Err(outcome) => return Ok(outcome),
+    };
+    let written = write_in_savepoint(db, rec, &plan, now).await;
+    settle(written, &plan, rec, stored, now)
+}
+
+/// The first half of the per-record path: the record's plan, or its outcome when it
+/// needs no write (refused for a NUL, or unchanged).
+pub(crate) fn plan_or_outcome(
+    rec: &EventRecord,
+    stored: &HashMap<String, StoredVersion>,
+) -> Result<Plan, Outcome> {
     if let Err(reason) = rec.nul_check() {
-        return Ok(Outcome::Rejected(reason));
+        return Err(Outcome::Rejected(reason));
     }
     let plan = plan_record(rec, stored);
     if plan.is_noop() {
-        return Ok(Outcome::Unchanged);
+        Err(Outcome::Unchanged)
+    } else {
+        Ok(plan)
     }
-    match write_in_savepoint(db, rec, &plan, now).await {
+}
+
+/// The second half: the outcome of a write that was rolled back to its savepoint when it
+/// failed. A record's own error makes it `Rejected`; a connection error ends the page.
+pub(crate) fn settle(
+    written: QueryResult<()>,
+    plan: &Plan,
+    rec: &EventRecord,
+    stored: &mut HashMap<String, StoredVersion>,
+    now: Ts,
+) -> QueryResult<Outcome> {
+    match written {
         Ok(()) => {
             plan.remember(rec, now, stored);
             Ok(plan.outcome(rec))

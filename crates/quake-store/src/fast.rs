@@ -23,9 +23,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use crate::models::{EventRecord, StoredVersion};
 use crate::pool::DbConn;
 use crate::types::Ts;
-use crate::write::{
-    Outcome, Write, apply_one, is_record_error, plan_or_outcome, plan_record, settle,
-};
+use crate::write::{Outcome, Write, apply_one, is_record_error, plan_or_outcome, settle};
 
 /// Chunks this small go record by record.
 pub(crate) const SMALL: usize = 4;

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+mod dashboard;
 pub mod error;
 mod health;
 pub mod metrics;
+pub mod read_api;
 mod sync;
 
 use std::sync::Arc;
@@ -121,6 +123,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/sync").route(web::post().to(sync::post_sync)))
         .service(resource("/sync-runs").route(web::get().to(sync::sync_runs)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
+        .service(resource("/fdsnws/event/1/query").route(web::get().to(read_api::query)))
+        .service(resource("/fdsnws/event/1/count").route(web::get().to(read_api::count)))
+        .service(resource("/").route(web::get().to(dashboard::dashboard)))
         .default_service(web::to(not_found));
 }
 

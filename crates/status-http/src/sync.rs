@@ -84,6 +84,15 @@ pub(crate) async fn post_sync(
     req: HttpRequest,
     params: web::Query<SyncParams>,
 ) -> Result<HttpResponse, HttpError> {
+    // The endpoint takes no body; one larger than the limit is refused, not ignored.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<u64>().unwrap_or(u64::MAX));
+    if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
+        return Err(HttpError::PayloadTooLarge);
+    }
     authorize(&state, &req)?;
     match state.engine.start(Trigger::Manual).await? {
         StartOutcome::Busy { run_id } => {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use quake_store::pool::LockHolder;
 use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs, write};
 use serde::Serialize;
 use tokio::sync::{OwnedMutexGuard, watch};
@@ -120,6 +121,8 @@ pub(crate) struct Prepared {
     pub(crate) run: SyncRun,
     _guard: OwnedMutexGuard<()>,
     lock: ClusterLock,
+    /// The session holding the cluster lock when the run took it (PostgreSQL).
+    holder: Option<LockHolder>,
 }
 
 /// Resets `is_running` if a run ends without [`Engine::complete`] (a panic, an aborted
@@ -263,6 +266,11 @@ impl Engine {
                 .map(|r| r.id);
             return Ok(Err(running));
         };
+        let holder = if lock.is_cluster_wide() {
+            self.inner.store.sync_lock_holder().await?
+        } else {
+            None
+        };
         let mut conn = self.inner.store.conn().await?;
         let mut db = conn.db();
         // Only the guard's holder can know that no one else is running.
@@ -292,12 +300,13 @@ impl Engine {
             run,
             _guard: guard,
             lock,
+            holder,
         }))
     }
 
     async fn execute(&self, p: Prepared) -> SyncOutcome {
         let started = Instant::now();
-        let result = self.run_pages(p.run.id).await;
+        let result = self.run_pages(p.run.id, p.holder.clone()).await;
         self.complete(p, result, started).await
     }
 
@@ -376,7 +385,26 @@ impl Engine {
     }
 
     /// Pages until a short page; each page in one transaction; the cursor after the last.
-    async fn run_pages(&self, run_id: i64) -> Result<RunCounts, RunError> {
+    /// Fails unless the cluster lock is still held by the session that took it. PostgreSQL
+    /// drops an advisory lock with its connection (a server restart, a network cut), and
+    /// another process may then start a sync: a run that lost the lock must write nothing
+    /// more, so that no two runs ever apply pages or move the cursor at the same time.
+    async fn check_lock(&self, holder: &Option<LockHolder>) -> Result<(), String> {
+        let Some(expected) = holder else {
+            return Ok(());
+        };
+        match self.inner.store.sync_lock_holder().await {
+            Ok(Some(h)) if &h == expected => Ok(()),
+            Ok(_) => Err("lost the cluster-wide sync lock (the database restarted or the lock's connection closed); stopped before writing".into()),
+            Err(e) => Err(format!("database: {e}")),
+        }
+    }
+
+    async fn run_pages(
+        &self,
+        run_id: i64,
+        holder: Option<LockHolder>,
+    ) -> Result<RunCounts, RunError> {
         let cfg = &self.inner.config;
         let source = self.inner.source.as_ref();
         let store = &self.inner.store;
@@ -433,6 +461,9 @@ impl Engine {
                 .map(|r| to_rejected(r, run_id))
                 .collect();
             drop(page);
+            self.check_lock(&holder)
+                .await
+                .map_err(|m| fail(m, totals))?;
             let res = {
                 let mut conn = store
                     .conn()
@@ -459,6 +490,9 @@ impl Engine {
         }
         let overlap = chrono::Duration::from_std(cfg.overlap).unwrap_or(chrono::Duration::zero());
         let new_cursor = generated.unwrap_or(run_start) - overlap;
+        self.check_lock(&holder)
+            .await
+            .map_err(|m| fail(m, totals))?;
         let mut conn = store
             .conn()
             .await

@@ -5,7 +5,8 @@
 //! against the whole page in one blocking closure. Each measurement starts from an empty table.
 //!
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p quake-store --bench write_path`
-//! (`-- 1000 10000` to choose sizes; `QS_BENCH_REPEAT=3` for a median of 3).
+//! (`-- 1000 10000` to choose sizes; `QS_BENCH_REPEAT=3` for a median of 3; `QS_BENCH_FILL=1`
+//! instead times a first sync of 100k rows into an empty table, page by page).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant, SystemTime};
@@ -55,10 +56,10 @@ fn records(n: usize) -> Vec<EventRecord> {
 
 async fn truncate(store: &Store) {
     let mut conn = store.conn().await.unwrap();
-    let quake_store::DbConn::Pg(c) = conn.db() else {
-        panic!("postgres only")
-    };
-    c.batch_execute("TRUNCATE earthquakes").await.unwrap();
+    match conn.db() {
+        quake_store::DbConn::Pg(c) => c.batch_execute("TRUNCATE earthquakes").await.unwrap(),
+        quake_store::DbConn::Sqlite(c) => c.batch_execute("DELETE FROM earthquakes").await.unwrap(),
+    }
 }
 
 async fn apply(store: &Store, recs: &[EventRecord], mode: WriteMode) -> Duration {
@@ -192,6 +193,19 @@ fn main() {
             return;
         };
         let store = db.store().await;
+        if std::env::var("QS_BENCH_FILL").is_ok() {
+            // A first sync into an empty table: 100k rows in pages of 10k. Each page's id
+            // lookup must stay an index scan as the table grows.
+            truncate(&store).await;
+            let recs = records(100_000);
+            for (i, page) in recs.chunks(10_000).enumerate() {
+                let mut conn = store.conn().await.unwrap();
+                let start = Instant::now();
+                apply_page_with(&mut conn.db(), None, page, &[], WriteMode::Auto).await.unwrap();
+                println!("fill page {i}: {:.0} rows/s", page.len() as f64 / start.elapsed().as_secs_f64());
+            }
+            return;
+        }
         println!("rows      per-record rows/s   fast path rows/s   COPY rows/s   fast/per-record   fast/COPY");
         for &n in &sizes {
             let recs = records(n);

@@ -105,7 +105,7 @@ pub struct Earthquake {
 }
 
 /// What the revision policy needs to know of a stored row.
-#[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
+#[derive(Queryable, QueryableByName, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = earthquakes)]
 pub struct StoredVersion {
     pub id: String,

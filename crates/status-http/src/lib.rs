@@ -152,15 +152,3 @@ fn minutes(d: Duration) -> serde_json::Value {
         serde_json::Value::from(d.as_secs_f64() / 60.0)
     }
 }
-
-/// A run row as JSON, plus `duration_ms` (null while it runs).
-fn run_json(run: &quake_store::SyncRun) -> serde_json::Value {
-    let mut v = serde_json::to_value(run).unwrap_or(serde_json::Value::Null);
-    let duration = run
-        .finished_at
-        .map(|f| (f.0 - run.started_at.0).num_milliseconds().max(0));
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("duration_ms".into(), serde_json::json!(duration));
-    }
-    v
-}

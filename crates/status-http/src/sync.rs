@@ -4,49 +4,118 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use sync_engine::{StartOutcome, SyncOutcome, Trigger};
 
-use crate::{AppState, DB_QUERY_TIMEOUT, HttpError, minutes, run_json};
+use crate::{AppState, DB_QUERY_TIMEOUT, HttpError, minutes};
 
 /// Answered from memory only: never waits on a sync or the database.
-pub(crate) async fn sync_status(state: web::Data<AppState>) -> HttpResponse {
-    let snap = state.engine.status();
+pub(crate) async fn sync_status(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    // Hot path: serialized straight from the borrowed snapshot (no clone, no JSON tree).
     let sched = &state.scheduler;
-    let current = snap.current.as_ref();
-    HttpResponse::Ok().json(json!({
-        "scheduler": {
-            "enabled": sched.enabled(),
-            "interval_seconds": sched.interval().as_secs(),
-            "interval_minutes": minutes(sched.interval()),
-            "startup_delay_seconds": sched.startup_delay().as_secs(),
-            "next_run_at": sched.next_run_at(),
-        },
-        "current_sync": {
-            "is_running": snap.is_running,
-            "run_id": current.map(|c| c.run_id),
-            "trigger": current.map(|c| c.trigger.as_str()),
-            "started_at": current.map(|c| c.started_at),
-            "progress": current.map(|c| c.counts),
-            "last_completed": snap.last_completed,
-            "skipped_total": snap.skipped_total,
-        },
-        "last_run": snap.last_run.as_ref().map(run_json),
-        "source": {
-            "kind": snap.source_kind,
-            "url": snap.source_url,
-            "cursor": snap.cursor,
-        },
-        "protection": {
-            "duplicate_prevention": "enabled",
-            "lock_based": true,
-            "lock_scope": snap.lock_scope,
-            "resource_management": "active",
-        },
-    }))
+    let scheduler = SchedulerBody {
+        enabled: sched.enabled(),
+        interval_seconds: sched.interval().as_secs(),
+        interval_minutes: minutes(sched.interval()),
+        startup_delay_seconds: sched.startup_delay().as_secs(),
+        next_run_at: sched.next_run_at(),
+    };
+    let body = state.engine.with_status(|snap| {
+        let current = snap.current.as_ref();
+        serde_json::to_vec(&StatusBody {
+            scheduler,
+            current_sync: CurrentBody {
+                is_running: snap.is_running,
+                run_id: current.map(|c| c.run_id),
+                trigger: current.map(|c| c.trigger.as_str()),
+                started_at: current.map(|c| c.started_at),
+                progress: current.map(|c| &c.counts),
+                last_completed: snap.last_completed,
+                skipped_total: snap.skipped_total,
+            },
+            last_run: snap.last_run.as_ref().map(RunBody::of),
+            source: SourceBody {
+                kind: &snap.source_kind,
+                url: &snap.source_url,
+                cursor: snap.cursor,
+            },
+            protection: ProtectionBody {
+                duplicate_prevention: "enabled",
+                lock_based: true,
+                lock_scope: &snap.lock_scope,
+                resource_management: "active",
+            },
+        })
+    });
+    let body = body.map_err(|e| HttpError::Internal(format!("serializing /sync-status: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    scheduler: SchedulerBody,
+    current_sync: CurrentBody<'a>,
+    last_run: Option<RunBody<'a>>,
+    source: SourceBody<'a>,
+    protection: ProtectionBody<'a>,
+}
+
+#[derive(Serialize)]
+struct SchedulerBody {
+    enabled: bool,
+    interval_seconds: u64,
+    interval_minutes: serde_json::Value,
+    startup_delay_seconds: u64,
+    next_run_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct CurrentBody<'a> {
+    is_running: bool,
+    run_id: Option<i64>,
+    trigger: Option<&'a str>,
+    started_at: Option<DateTime<Utc>>,
+    progress: Option<&'a quake_store::RunCounts>,
+    last_completed: Option<DateTime<Utc>>,
+    skipped_total: u64,
+}
+
+/// A run row plus `duration_ms`.
+#[derive(Serialize)]
+pub(crate) struct RunBody<'a> {
+    #[serde(flatten)]
+    run: &'a quake_store::SyncRun,
+    duration_ms: Option<i64>,
+}
+
+impl<'a> RunBody<'a> {
+    pub(crate) fn of(run: &'a quake_store::SyncRun) -> Self {
+        let duration_ms = run
+            .finished_at
+            .map(|f| (f.0 - run.started_at.0).num_milliseconds().max(0));
+        RunBody { run, duration_ms }
+    }
+}
+
+#[derive(Serialize)]
+struct SourceBody<'a> {
+    kind: &'a str,
+    url: &'a str,
+    cursor: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct ProtectionBody<'a> {
+    duplicate_prevention: &'static str,
+    lock_based: bool,
+    lock_scope: &'a str,
+    resource_management: &'static str,
 }
 
 /// Checks `Authorization: Bearer <token>` against the configured token in constant time
@@ -115,7 +184,7 @@ pub(crate) async fn post_sync(
             }
             match handle.await {
                 Ok(SyncOutcome::Succeeded(run) | SyncOutcome::Failed(run)) => {
-                    Ok(HttpResponse::Ok().json(run_json(&run)))
+                    Ok(HttpResponse::Ok().json(RunBody::of(&run)))
                 }
                 Ok(SyncOutcome::Skipped { running_run_id }) => Ok(HttpResponse::Conflict()
                     .json(json!({ "status": "already_running", "run_id": running_run_id }))),
@@ -170,6 +239,6 @@ pub(crate) async fn sync_runs(
     .await??;
     Ok(HttpResponse::Ok().json(json!({
         "limit": limit,
-        "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
+        "runs": runs.iter().map(RunBody::of).collect::<Vec<_>>(),
     })))
 }

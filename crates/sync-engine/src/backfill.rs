@@ -243,6 +243,8 @@ struct Job<'a> {
     opts: &'a BackfillOptions,
     progress: Option<ProgressFn>,
     run_id: i64,
+    /// Who held the cluster lock when the run took it: re-checked before every page write.
+    holder: Option<quake_store::pool::LockHolder>,
     pacer: Pacer,
     min_magnitude: Option<f64>,
     /// The smallest cap seen or configured.
@@ -294,6 +296,7 @@ impl Engine {
             opts,
             progress,
             run_id: p.run.id,
+            holder: p.holder.clone(),
             pacer: Pacer {
                 pause: opts.pause,
                 last: None,
@@ -615,6 +618,8 @@ impl Job<'_> {
                 pages,
                 run_id: Some(self.run_id),
             });
+            // Like the sync loop: a run that lost the cluster lock writes nothing more.
+            self.engine.check_lock(&self.holder).await?;
             let res = {
                 let mut conn = self.conn().await?;
                 apply_window_page(

@@ -122,7 +122,7 @@ pub(crate) struct Prepared {
     _guard: OwnedMutexGuard<()>,
     lock: ClusterLock,
     /// The session holding the cluster lock when the run took it (PostgreSQL).
-    holder: Option<LockHolder>,
+    pub(crate) holder: Option<LockHolder>,
 }
 
 /// Resets `is_running` if a run ends without [`Engine::complete`] (a panic, an aborted
@@ -389,7 +389,7 @@ impl Engine {
     /// drops an advisory lock with its connection (a server restart, a network cut), and
     /// another process may then start a sync: a run that lost the lock must write nothing
     /// more, so that no two runs ever apply pages or move the cursor at the same time.
-    async fn check_lock(&self, holder: &Option<LockHolder>) -> Result<(), String> {
+    pub(crate) async fn check_lock(&self, holder: &Option<LockHolder>) -> Result<(), String> {
         let Some(expected) = holder else {
             return Ok(());
         };

@@ -563,3 +563,69 @@ async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
     let run = succeeded(&o);
     assert_eq!(counts(&run), (4711, 0, 0, 4711, 0, 0, 0), "{run:?}");
 }
+
+/// A backfill whose cluster lock is lost (its session killed, as a PostgreSQL restart
+/// does) stops before its next page write, like a sync; a rerun completes the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_that_loses_its_lock_writes_nothing_more() {
+    let Some(db) = TestDb::postgres("backfill_loses_its_lock").await else {
+        return;
+    };
+    let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018)).with_cap(CAP);
+    mock.delay_at_offset
+        .lock()
+        .unwrap()
+        .insert(101, Duration::from_millis(800));
+    let server = fdsn_server(mock.clone()).await;
+    let store = db.store().await;
+    let client = client(&server);
+    let engine = engine(store.clone(), &client, 100);
+    let (start, end) = range();
+    let mut status = engine.subscribe();
+    let task = tokio::spawn({
+        let (engine, client) = (engine.clone(), client.clone());
+        async move { engine.backfill(&client, &opts(start, end), None).await }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.current.as_ref().is_some_and(|c| c.counts.pages >= 1)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let holder = store.sync_lock_holder().await.unwrap().expect("held");
+    let (pg, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    pg.query("SELECT pg_terminate_backend($1)", &[&holder.pid])
+        .await
+        .unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let SyncOutcome::Failed(run) = &o.outcome else {
+        panic!("a backfill without its lock must fail: {:?}", o.outcome)
+    };
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("lost the cluster-wide sync lock"),
+        "{run:?}"
+    );
+    let written = catalogue(&store).await.len();
+    assert!(
+        written < 4711 && written as i64 == run.inserted,
+        "{written} rows, {run:?}"
+    );
+    mock.delay_at_offset.lock().unwrap().clear();
+    let again = engine
+        .backfill(&client, &opts(start, end), None)
+        .await
+        .unwrap();
+    succeeded(&again);
+    assert_is_fixture(&catalogue(&store).await, &fixture());
+}

@@ -14,7 +14,7 @@ use common::*;
 use quake_api::FdsnClient;
 use quake_store::backfill::{BackfillWindow, load_windows};
 use quake_store::testing::TestDb;
-use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends, read, runs};
+use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends, runs};
 use serde_json::Value;
 use sync_engine::{
     BackfillEvent, BackfillOptions, BackfillOutcome, Engine, EngineConfig, FdsnSource,
@@ -59,29 +59,6 @@ fn succeeded(o: &BackfillOutcome) -> SyncRun {
         SyncOutcome::Succeeded(run) => run.clone(),
         other => panic!("expected a successful run, got {other:?}"),
     }
-}
-
-/// (fetched, inserted, updated, unchanged, deleted, merged, rejected)
-fn counts(r: &SyncRun) -> (i64, i64, i64, i64, i64, i64, i64) {
-    (
-        r.fetched,
-        r.inserted,
-        r.updated,
-        r.unchanged,
-        r.deleted,
-        r.merged,
-        r.rejected,
-    )
-}
-
-async fn catalogue(store: &Store) -> BTreeMap<String, Earthquake> {
-    let mut conn = store.conn().await.unwrap();
-    read::all_events(&mut conn.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id.clone(), e))
-        .collect()
 }
 
 async fn windows(store: &Store, o: &BackfillOutcome) -> Vec<BackfillWindow> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use quake_api::{FdsnClient, FeedClient};
 use quake_store::testing::TestDb;
-use quake_store::{Earthquake, Store, SyncRun, both_backends, read, runs};
+use quake_store::{Store, SyncRun, both_backends, read, runs};
 use serde_json::Value;
 use sync_engine::{Engine, EngineConfig, FdsnSource, FeedSource, SyncOutcome, Trigger};
 
@@ -49,29 +49,6 @@ fn succeeded(o: SyncOutcome) -> SyncRun {
         SyncOutcome::Succeeded(run) => run,
         other => panic!("expected a successful run, got {other:?}"),
     }
-}
-
-/// (fetched, inserted, updated, unchanged, deleted, merged, rejected)
-fn counts(r: &SyncRun) -> (i64, i64, i64, i64, i64, i64, i64) {
-    (
-        r.fetched,
-        r.inserted,
-        r.updated,
-        r.unchanged,
-        r.deleted,
-        r.merged,
-        r.rejected,
-    )
-}
-
-async fn catalogue(store: &Store) -> BTreeMap<String, Earthquake> {
-    let mut conn = store.conn().await.unwrap();
-    read::all_events(&mut conn.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id.clone(), e))
-        .collect()
 }
 
 fn features_by_id(file: &str) -> HashMap<String, Value> {

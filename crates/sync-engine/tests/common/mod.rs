@@ -274,3 +274,29 @@ pub fn http_opts() -> quake_api::HttpOptions {
         ..quake_api::HttpOptions::default()
     }
 }
+
+/// A run's counts: (fetched, inserted, updated, unchanged, deleted, merged, rejected).
+pub fn counts(r: &quake_store::SyncRun) -> (i64, i64, i64, i64, i64, i64, i64) {
+    (
+        r.fetched,
+        r.inserted,
+        r.updated,
+        r.unchanged,
+        r.deleted,
+        r.merged,
+        r.rejected,
+    )
+}
+
+/// The whole catalogue, by id.
+pub async fn catalogue(
+    store: &quake_store::Store,
+) -> std::collections::BTreeMap<String, quake_store::Earthquake> {
+    let mut conn = store.conn().await.unwrap();
+    quake_store::read::all_events(&mut conn.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect()
+}

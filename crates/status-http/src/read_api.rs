@@ -92,6 +92,12 @@ impl Params {
             if value.is_empty() {
                 return Err(bad(format!("parameter {canonical} is empty")));
             }
+            // PostgreSQL refuses NUL in text: a 400 here, not a 500 from the database.
+            if value.contains('\0') {
+                return Err(bad(format!(
+                    "parameter {canonical} contains a NUL character"
+                )));
+            }
             items.push((canonical, name, value));
         }
         Ok(Params { items })

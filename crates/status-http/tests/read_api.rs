@@ -271,6 +271,9 @@ both_backends!(round_trip_of_odd_values, async |db: TestDb| {
 
 /// A bad request and the parameter its message must name.
 const BAD: &[(&str, &str)] = &[
+    ("eventid=a%00b", "eventid"),
+    ("place=x", "place"),
+    ("minmagnitude=1%00", "minmagnitude"),
     ("format=xml", "format"),
     ("format=quakeml", "format"),
     ("foo=1", "foo"),

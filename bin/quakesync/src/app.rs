@@ -75,8 +75,20 @@ pub fn engine_config(config: &Config) -> EngineConfig {
 }
 
 pub async fn engine(config: &Config, migrate: bool) -> Result<Engine, String> {
+    engine_with_source(config, migrate, source(config)?).await
+}
+
+/// The engine over a given source (`serve` wraps the configured one to count requests).
+pub async fn engine_with_source(
+    config: &Config,
+    migrate: bool,
+    source: Arc<dyn Source>,
+) -> Result<Engine, String> {
     let store = store(config, migrate).await?;
-    let engine = Engine::new(store, source(config)?, engine_config(config));
-    engine.load_status().await.map_err(|e| e.to_string())?;
+    let engine = Engine::new(store, source, engine_config(config));
+    engine
+        .load_status()
+        .await
+        .map_err(|e| format!("cannot read the sync state: {e}"))?;
     Ok(engine)
 }

@@ -199,17 +199,11 @@ async fn build_engine(
     migrate: bool,
     counter: UpstreamCounter,
 ) -> Result<Engine, String> {
-    let store = app::store(config, migrate).await?;
     let source: Arc<dyn Source> = Arc::new(CountingSource {
         inner: app::source(config)?,
         counter,
     });
-    let engine = Engine::new(store, source, app::engine_config(config));
-    engine
-        .load_status()
-        .await
-        .map_err(|e| format!("cannot read the sync state: {e}"))?;
-    Ok(engine)
+    app::engine_with_source(config, migrate, source).await
 }
 
 /// A source that counts its requests' outcomes for `quakesync_upstream_requests_total`.

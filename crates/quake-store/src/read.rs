@@ -23,25 +23,31 @@ impl CatalogueCounts {
     }
 }
 
-/// Counts the catalogue by state. A merged row counts as merged whatever its status.
+/// Counts the catalogue by state in one pass. A merged row counts as merged whatever its
+/// status.
 pub async fn catalogue_counts(conn: &mut DbConn<'_>) -> QueryResult<CatalogueCounts> {
-    use crate::schema::earthquakes::dsl::*;
-    let merged_n: i64 = dispatch!(conn, c => earthquakes
-        .filter(merged_into.is_not_null())
-        .count()
-        .get_result(c)
-        .await)?;
-    let deleted_n: i64 = dispatch!(conn, c => earthquakes
-        .filter(merged_into.is_null())
-        .filter(status.eq("deleted"))
-        .count()
-        .get_result(c)
-        .await)?;
-    let total: i64 = dispatch!(conn, c => earthquakes.count().get_result(c).await)?;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        live: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        deleted: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        merged: i64,
+    }
+    let row: Row = dispatch!(conn, c => diesel::sql_query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN merged_into IS NULL AND status <> 'deleted' THEN 1 ELSE 0 END), 0) AS live, \
+           COALESCE(SUM(CASE WHEN merged_into IS NULL AND status = 'deleted' THEN 1 ELSE 0 END), 0) AS deleted, \
+           COALESCE(SUM(CASE WHEN merged_into IS NOT NULL THEN 1 ELSE 0 END), 0) AS merged \
+         FROM earthquakes",
+    )
+    .get_result(c)
+    .await)?;
     Ok(CatalogueCounts {
-        live: total - merged_n - deleted_n,
-        deleted: deleted_n,
-        merged: merged_n,
+        live: row.live,
+        deleted: row.deleted,
+        merged: row.merged,
     })
 }
 

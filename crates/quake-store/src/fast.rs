@@ -2,8 +2,9 @@
 //!
 //! A chunk of records is planned in memory, in order, exactly as the per-record path would
 //! see them (so duplicates, outcomes and counts are the same), then written with one
-//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` and one merge `UPDATE … FROM
-//! unnest(…)`, inside a SAVEPOINT. When that fails on a record's data, the savepoint is
+//! plain `INSERT … SELECT FROM unnest(…)` for its new rows, one `UPDATE … FROM unnest(…)`
+//! for its changed rows and one merge `UPDATE … FROM unnest(…)`, inside a SAVEPOINT (the
+//! plan already knows which ids are stored, so no `ON CONFLICT` arbiter is paid for). When that fails on a record's data, the savepoint is
 //! rolled back and the chunk is bisected; chunks of at most [`SMALL`] records take the
 //! per-record path, so a bad row costs only itself. Chunks are processed in order, and the
 //! in-memory view of the stored rows is updated only by what committed.
@@ -14,6 +15,7 @@
 //! database's checks and lose the order the per-record path keeps.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
@@ -88,7 +90,8 @@ async fn attempt(
     let mut sim = stored.clone();
     let mut outcomes = Vec::with_capacity(chunk.len());
     let mut written: HashSet<&str> = HashSet::new();
-    let mut rows: Vec<&EventRecord> = Vec::new();
+    let mut inserts: Vec<&EventRecord> = Vec::new();
+    let mut updates: Vec<&EventRecord> = Vec::new();
     let mut merges: HashMap<String, String> = HashMap::new();
     for (i, rec) in chunk.iter().enumerate() {
         let plan = match plan_or_outcome(rec, &sim) {
@@ -104,7 +107,10 @@ async fn attempt(
                 return Ok(Attempt::SplitAt(i));
             }
             written.insert(rec.id.as_str());
-            rows.push(rec);
+            match plan.write {
+                Write::Insert => inserts.push(rec),
+                _ => updates.push(rec),
+            }
         }
         for m in &plan.merges {
             merges.insert(m.clone(), rec.id.clone());
@@ -112,13 +118,14 @@ async fn attempt(
         outcomes.push(plan.outcome(rec));
         plan.remember(rec, now, &mut sim);
     }
-    if rows.is_empty() && merges.is_empty() {
+    if inserts.is_empty() && updates.is_empty() && merges.is_empty() {
         *stored = sim;
         return Ok(Attempt::Done(outcomes));
     }
     let written = conn
         .transaction(async |sp| {
-            upsert(sp, &rows, now).await?;
+            insert(sp, &inserts, now).await?;
+            update(sp, &updates, now).await?;
             merge(sp, &merges, now).await
         })
         .await;
@@ -132,54 +139,88 @@ async fn attempt(
     }
 }
 
-const UPSERT: &str = "INSERT INTO earthquakes (id, ids, time, updated, magnitude, mag_type, place, title, \
-     longitude, latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, \
-     content_hash, first_seen_at, last_changed_at, merged_into) \
-     SELECT u.*, $23, $23, NULL FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
-     $5::float8[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::text[], \
-     $13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4[], $19::text[], $20::text[], \
-     $21::text[], $22::text[]) AS u(id, ids, time, updated, magnitude, mag_type, place, title, longitude, \
-     latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, content_hash) \
-     ON CONFLICT (id) DO UPDATE SET ids = EXCLUDED.ids, time = EXCLUDED.time, updated = EXCLUDED.updated, \
-     magnitude = EXCLUDED.magnitude, mag_type = EXCLUDED.mag_type, place = EXCLUDED.place, title = EXCLUDED.title, \
-     longitude = EXCLUDED.longitude, latitude = EXCLUDED.latitude, depth_km = EXCLUDED.depth_km, \
-     status = EXCLUDED.status, event_type = EXCLUDED.event_type, net = EXCLUDED.net, code = EXCLUDED.code, \
-     tsunami = EXCLUDED.tsunami, sig = EXCLUDED.sig, felt = EXCLUDED.felt, alert = EXCLUDED.alert, \
-     url = EXCLUDED.url, source = EXCLUDED.source, content_hash = EXCLUDED.content_hash, \
-     last_changed_at = EXCLUDED.last_changed_at, merged_into = NULL";
+/// The record columns as 22 arrays: `$1`…`$22`, in the order of [`COLUMNS`].
+const UNNEST: &str = "unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
+     $5::float8[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], \
+     $12::text[], $13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4[], \
+     $19::text[], $20::text[], $21::text[], $22::text[])";
 
-fn col<T, F: Fn(&EventRecord) -> T>(rows: &[&EventRecord], f: F) -> Vec<T> {
+const COLUMNS: &str = "id, ids, time, updated, magnitude, mag_type, place, title, longitude, \
+     latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, content_hash";
+
+/// New rows: a plain INSERT (the plan knows no stored row has these ids, so no conflict
+/// arbiter is needed; a row another writer inserted meanwhile is refused like bad data).
+static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO earthquakes ({COLUMNS}, first_seen_at, last_changed_at, merged_into) \
+         SELECT u.*, $23, $23, NULL FROM {UNNEST} AS u({COLUMNS})"
+    )
+});
+
+/// Changed rows: every record column, `last_changed_at`, and `merged_into` cleared, as the
+/// per-record path's UPDATE; `first_seen_at` is kept.
+static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let set: Vec<String> = COLUMNS
+        .split(", ")
+        .filter(|c| *c != "id")
+        .map(|c| format!("{c} = u.{c}"))
+        .collect();
+    format!(
+        "UPDATE earthquakes e SET {}, last_changed_at = $23, merged_into = NULL \
+         FROM {UNNEST} AS u({COLUMNS}) WHERE e.id = u.id",
+        set.join(", ")
+    )
+});
+
+fn col<'r, T, F: Fn(&'r EventRecord) -> T>(rows: &[&'r EventRecord], f: F) -> Vec<T> {
     rows.iter().map(|r| f(r)).collect()
 }
 
-async fn upsert(conn: &mut AsyncPgConnection, rows: &[&EventRecord], now: Ts) -> QueryResult<()> {
+async fn insert(conn: &mut AsyncPgConnection, rows: &[&EventRecord], now: Ts) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    columns(&INSERT_SQL, conn, rows, now).await
+}
+
+async fn update(conn: &mut AsyncPgConnection, rows: &[&EventRecord], now: Ts) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    columns(&UPDATE_SQL, conn, rows, now).await
+}
+
+/// Runs `sql` with the rows' columns bound as arrays (borrowed, not copied) and `now` as `$23`.
+async fn columns(
+    sql: &str,
+    conn: &mut AsyncPgConnection,
+    rows: &[&EventRecord],
+    now: Ts,
+) -> QueryResult<()> {
     let ts = |t: Ts| -> DateTime<Utc> { t.0 };
-    diesel::sql_query(UPSERT)
-        .bind::<Array<Text>, _>(col(rows, |r| r.id.clone()))
-        .bind::<Array<Text>, _>(col(rows, |r| r.ids.clone()))
+    diesel::sql_query(sql)
+        .bind::<Array<Text>, _>(col(rows, |r| r.id.as_str()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.ids.as_str()))
         .bind::<Array<Timestamptz>, _>(col(rows, |r| ts(r.time)))
         .bind::<Array<Timestamptz>, _>(col(rows, |r| ts(r.updated)))
         .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.magnitude))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.mag_type.clone()))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.place.clone()))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.title.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.mag_type.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.place.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.title.as_deref()))
         .bind::<Array<Double>, _>(col(rows, |r| r.longitude))
         .bind::<Array<Double>, _>(col(rows, |r| r.latitude))
         .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.depth_km))
-        .bind::<Array<Text>, _>(col(rows, |r| r.status.clone()))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.event_type.clone()))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.net.clone()))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.code.clone()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.status.as_str()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.event_type.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.net.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.code.as_deref()))
         .bind::<Array<Nullable<Integer>>, _>(col(rows, |r| r.tsunami))
         .bind::<Array<Nullable<Integer>>, _>(col(rows, |r| r.sig))
         .bind::<Array<Nullable<Integer>>, _>(col(rows, |r| r.felt))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.alert.clone()))
-        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.url.clone()))
-        .bind::<Array<Text>, _>(col(rows, |r| r.source.clone()))
-        .bind::<Array<Text>, _>(col(rows, |r| r.content_hash.clone()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.alert.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.url.as_deref()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.source.as_str()))
+        .bind::<Array<Text>, _>(col(rows, |r| r.content_hash.as_str()))
         .bind::<Timestamptz, _>(now.0)
         .execute(conn)
         .await?;

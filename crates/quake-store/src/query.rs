@@ -348,11 +348,15 @@ async fn rows_with_alias(conn: &mut DbConn<'_>, alias: &str) -> QueryResult<Vec<
     }
     match conn {
         DbConn::Pg(c) => {
-            // Uses the GIN index on string_to_array(ids, ',') (migration 000003).
-            let contains =
-                diesel::dsl::sql::<diesel::sql_types::Bool>("string_to_array(ids, ',') @> ARRAY[")
-                    .bind::<diesel::sql_types::Text, _>(alias)
-                    .sql("]::text[]");
+            // The primary key, or the partial GIN index on string_to_array(ids, ',') over
+            // rows with more than one id (migration 000004): a row whose ids is ",<id>,"
+            // has no alias but its id. The second arm repeats the index predicate word for
+            // word so the planner can use the partial index.
+            let contains = diesel::dsl::sql::<diesel::sql_types::Bool>("(id = ")
+                .bind::<diesel::sql_types::Text, _>(alias)
+                .sql(" OR (ids <> ',' || id || ',' AND string_to_array(ids, ',') @> ARRAY[")
+                .bind::<diesel::sql_types::Text, _>(alias)
+                .sql("]::text[]))");
             e::earthquakes
                 .filter(contains)
                 .order(e::id.asc())

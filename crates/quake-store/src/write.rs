@@ -147,7 +147,7 @@ pub async fn apply_page(
 /// How [`apply_page_with`] writes the records of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
-    /// The fast path of each backend. PostgreSQL: one `UNNEST` upsert per chunk, bisected
+    /// The fast path of each backend. PostgreSQL: one `UNNEST` insert and one `UNNEST` update per chunk, bisected
     /// down to per-record savepoints around refused rows. SQLite: the whole page in one
     /// blocking closure on the connection, a SAVEPOINT per record, no task hop per statement.
     Auto,

@@ -4,7 +4,8 @@
 //! hold on a noisy machine; then SQLite (a file in a temp dir): one statement per task hop
 //! against the whole page in one blocking closure. Each measurement starts from an empty table.
 //! The rows are new events shaped like real ones (one in 16 has a second id, as in the USGS
-//! fixtures), written through the full schema with all its read indexes.
+//! fixtures), written through the full schema with all its read indexes, then once more into
+//! a bare table (primary key only) to show what index maintenance costs.
 //!
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p quake-store --bench write_path`
 //! (`-- 1000 10000` to choose sizes; `QS_BENCH_REPEAT=3` for a median of 3; `QS_BENCH_FILL=1`
@@ -167,6 +168,21 @@ async fn copy(store: &Store, url: &str, recs: &[EventRecord]) -> Duration {
     start.elapsed()
 }
 
+async fn drop_secondary_indexes(store: &Store) {
+    let mut conn = store.conn().await.unwrap();
+    let quake_store::DbConn::Pg(c) = conn.db() else {
+        unreachable!("a PostgreSQL store")
+    };
+    c.batch_execute(
+        "DO $$ DECLARE r record; BEGIN \
+         FOR r IN SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() \
+           AND tablename = 'earthquakes' AND indexname <> 'earthquakes_pkey' \
+         LOOP EXECUTE format('DROP INDEX %I', r.indexname); END LOOP; END $$",
+    )
+    .await
+    .unwrap();
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -227,6 +243,27 @@ fn main() {
             let rate = |d: Duration| n as f64 / d.as_secs_f64();
             let (p, f, c) = (rate(median(per)), rate(median(fast)), rate(median(floor)));
             println!("{n:<9} {p:>17.0}   {f:>16.0}   {c:>11.0}   {:>15.1}x   {:>8.2}", f / p, f / c);
+        }
+        // The same rows into a bare table: the primary key only, every secondary (read API)
+        // index dropped. What is left is the write path itself; the difference to the table
+        // above is what index maintenance costs on this machine.
+        let Some(bare_db) = TestDb::postgres("write_path bench bare").await else {
+            return;
+        };
+        let bare = bare_db.store().await;
+        drop_secondary_indexes(&bare).await;
+        println!("bare table (primary key only)   fast path rows/s   COPY rows/s   fast/COPY");
+        for &n in &sizes {
+            let recs = records(n);
+            let mut fast = Vec::new();
+            let mut floor = Vec::new();
+            for _ in 0..repeat {
+                fast.push(apply(&bare, &recs, WriteMode::Auto).await);
+                floor.push(copy(&bare, &bare_db.url, &recs).await);
+            }
+            let rate = |d: Duration| n as f64 / d.as_secs_f64();
+            let (f, c) = (rate(median(fast)), rate(median(floor)));
+            println!("{n:<31} {f:>16.0}   {c:>11.0}   {:>9.2}", f / c);
         }
         let lite = TestDb::sqlite();
         let store = lite.store().await;

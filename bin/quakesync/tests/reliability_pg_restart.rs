@@ -6,14 +6,14 @@
 
 #[path = "../../../crates/sync-engine/tests/common/mod.rs"]
 mod common;
-mod reliability_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Catalogue, FdsnMock, fdsn_server};
-use reliability_support::*;
+use support::*;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const FIXTURE: &str = "usgs_4.5_week_2021-07-22T2023Z.geojson";

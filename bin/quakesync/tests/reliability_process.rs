@@ -5,15 +5,15 @@
 
 #[path = "../../../crates/sync-engine/tests/common/mod.rs"]
 mod common;
-mod reliability_support;
+mod support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Catalogue, FdsnMock, fdsn_server};
 use quake_store::testing::TestDb;
-use reliability_support::*;
 use serde_json::json;
+use support::*;
 
 const FIXTURE: &str = "usgs_4.5_week_2021-07-22T2023Z.geojson";
 

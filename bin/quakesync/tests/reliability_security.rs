@@ -3,12 +3,12 @@
 //! default; oversized headers, URLs and bodies refused with a 4xx, never a 500 or a hang.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod reliability_support;
+mod support;
 
 use std::time::Duration;
 
 use quake_store::testing::TestDb;
-use reliability_support::*;
+use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,5 +1,5 @@
-//! Shared by the `reliability_*` tests: the binary as a child process, a tiny HTTP client
-//! with a deadline, and the database checks.
+//! Shared by the binary's process tests (`serve`, `reliability_*`): the binary as a child
+//! process, a tiny HTTP client with a deadline, and the database checks.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -78,13 +78,31 @@ impl Serve {
         panic!("serve did not come up: {}", self.log());
     }
 
+    /// Waits until `/sync-status` shows a sync running (10 s at most): its run id.
+    pub async fn wait_running(&self) -> i64 {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            let (_, st) = http(self.port, "GET", "/sync-status", None).await.unwrap();
+            if st["current_sync"]["is_running"] == true {
+                return st["current_sync"]["run_id"].as_i64().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no sync started: {}", self.log());
+    }
+
     /// SIGTERM, then the exit code (panics after 12 s).
     pub fn terminate(&mut self) -> Option<i32> {
+        self.terminate_timed().0
+    }
+
+    /// SIGTERM, then the exit code and how long the process took to exit.
+    pub fn terminate_timed(&mut self) -> (Option<i32>, Duration) {
         signal(self.child.id(), "TERM");
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(12) {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
+                return (status.code(), t.elapsed());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -23,8 +23,30 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn under_ci() -> bool {
+/// `CI` is set to something true: a missing prerequisite is then a failure, not a skip.
+pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// For a prerequisite other than PostgreSQL (a tool, a port): says plainly that `test` is
+/// skipped and why, or panics under CI.
+pub fn skip_or_fail(test: &str, why: &str) {
+    if under_ci() {
+        panic!("{test}: required under CI but {why}");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// id → `updated` (ms) of every stored event, merged and deleted ones included: what tests
+/// compare with an upstream's catalogue.
+pub async fn updated_by_id(store: &Store) -> std::collections::BTreeMap<String, i64> {
+    let mut conn = store.conn().await.unwrap();
+    crate::read::all_events(&mut conn.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id.clone(), e.updated.0.timestamp_millis()))
+        .collect()
 }
 
 /// Skips (returns `None`) or, under CI, fails.

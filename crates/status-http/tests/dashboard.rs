@@ -94,10 +94,6 @@ fn chromium() -> Result<PathBuf, String> {
     }
 }
 
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`) and returns
 /// its stdout. Killed after 90 s.
 fn run_chromium(bin: &Path, dir: &Path, mode: &str, url: &str) -> String {
@@ -181,7 +177,9 @@ fn text_of(dom: &str) -> String {
 async fn renders_in_headless_chromium() {
     let bin = match chromium() {
         Ok(b) => b,
-        Err(why) if under_ci() => panic!("the browser test needs Chromium under CI: {why}"),
+        Err(why) if quake_store::testing::under_ci() => {
+            panic!("the browser test needs Chromium under CI: {why}")
+        }
         Err(why) => {
             eprintln!("SKIPPED renders_in_headless_chromium: Chromium cannot be run: {why}");
             return;

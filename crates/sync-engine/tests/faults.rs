@@ -90,13 +90,7 @@ fn expected(cat: &Catalogue, n: usize) -> BTreeMap<String, i64> {
 }
 
 async fn stored(store: &Store) -> BTreeMap<String, i64> {
-    let mut conn = store.conn().await.unwrap();
-    read::all_events(&mut conn.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id.clone(), e.updated.0.timestamp_millis()))
-        .collect()
+    quake_store::testing::updated_by_id(store).await
 }
 
 async fn cursor(store: &Store) -> Option<DateTime<Utc>> {

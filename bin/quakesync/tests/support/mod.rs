@@ -1,13 +1,13 @@
 //! Shared by the binary's process tests (`serve`, `reliability_*`): the binary as a child
 //! process, a tiny HTTP client with a deadline, and the database checks.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quake_store::{Store, StoreOptions, SyncRun, read, runs};
+use quake_store::{Store, StoreOptions, SyncRun, runs};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -195,14 +195,7 @@ pub async fn all_runs(url: &str) -> Vec<SyncRun> {
 
 /// id → `updated` (ms) of every stored event.
 pub async fn catalogue(url: &str) -> BTreeMap<String, i64> {
-    let store = store(url).await;
-    let mut conn = store.conn().await.unwrap();
-    read::all_events(&mut conn.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id.clone(), e.updated.0.timestamp_millis()))
-        .collect()
+    quake_store::testing::updated_by_id(&store(url).await).await
 }
 
 /// id → `updated` (ms) of a mock catalogue's features.
@@ -218,11 +211,4 @@ pub fn expected(features: &[Value]) -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// Under `CI=true` a missing prerequisite is a failure, not a skip.
-pub fn skip_or_fail(test: &str, why: &str) {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if ci {
-        panic!("{test}: required under CI but {why}");
-    }
-    eprintln!("SKIPPED {test}: {why}");
-}
+pub use quake_store::testing::skip_or_fail;

@@ -36,6 +36,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     started: Instant,
     migrations_ok: Arc<AtomicBool>,
+    status_cache: Arc<sync::StatusCache>,
 }
 
 impl AppState {
@@ -43,6 +44,7 @@ impl AppState {
     /// when the service runs no scheduler). No admin token: `POST /sync` answers 403.
     pub fn new(engine: Engine, scheduler: SchedulerHandle) -> AppState {
         AppState {
+            status_cache: Arc::new(sync::StatusCache::new(&engine)),
             engine,
             scheduler,
             admin_token: None,

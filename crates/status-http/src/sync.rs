@@ -1,5 +1,6 @@
 //! `/sync-status`, `POST /sync`, `/sync-runs`.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -9,52 +10,118 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use sync_engine::{StartOutcome, SyncOutcome, Trigger};
+use sync_engine::{Engine, StartOutcome, StatusSnapshot, SyncOutcome, Trigger};
+use tokio::sync::watch;
 
 use crate::{AppState, DB_QUERY_TIMEOUT, HttpError, minutes};
 
-/// Answered from memory only: never waits on a sync or the database.
+/// Answered from memory only: never waits on a sync or the database. The body is
+/// serialized once per change (a run starting, a page committing, a run ending, the
+/// scheduler's next tick moving) and served as shared bytes in between, so polling it costs
+/// what `/health/live` costs.
 pub(crate) async fn sync_status(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    // Hot path: serialized straight from the borrowed snapshot (no clone, no JSON tree).
-    let sched = &state.scheduler;
-    let scheduler = SchedulerBody {
-        enabled: sched.enabled(),
-        interval_seconds: sched.interval().as_secs(),
-        interval_minutes: minutes(sched.interval()),
-        startup_delay_seconds: sched.startup_delay().as_secs(),
-        next_run_at: sched.next_run_at(),
-    };
-    let body = state.engine.with_status(|snap| {
-        let current = snap.current.as_ref();
-        serde_json::to_vec(&StatusBody {
-            scheduler,
-            current_sync: CurrentBody {
-                is_running: snap.is_running,
-                run_id: current.map(|c| c.run_id),
-                trigger: current.map(|c| c.trigger.as_str()),
-                started_at: current.map(|c| c.started_at),
-                progress: current.map(|c| &c.counts),
-                last_completed: snap.last_completed,
-                skipped_total: snap.skipped_total,
-            },
-            last_run: snap.last_run.as_ref().map(RunBody::of),
-            source: SourceBody {
-                kind: &snap.source_kind,
-                url: &snap.source_url,
-                cursor: snap.cursor,
-            },
-            protection: ProtectionBody {
-                duplicate_prevention: "enabled",
-                lock_based: true,
-                lock_scope: &snap.lock_scope,
-                resource_management: "active",
-            },
-        })
-    });
-    let body = body.map_err(|e| HttpError::Internal(format!("serializing /sync-status: {e}")))?;
+    let body = state.status_cache.body(&state)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// The last `/sync-status` body and what it was made from.
+pub(crate) struct StatusCache {
+    inner: Mutex<CacheInner>,
+}
+
+struct CacheInner {
+    /// Marks which engine status the cached body shows (`has_changed` since then).
+    status: watch::Receiver<StatusSnapshot>,
+    cached: Option<(SchedulerKey, web::Bytes)>,
+}
+
+/// Everything of the scheduler the body shows.
+#[derive(PartialEq)]
+struct SchedulerKey {
+    enabled: bool,
+    interval: Duration,
+    startup_delay: Duration,
+    next_run_at: Option<DateTime<Utc>>,
+}
+
+impl StatusCache {
+    pub(crate) fn new(engine: &Engine) -> StatusCache {
+        StatusCache {
+            inner: Mutex::new(CacheInner {
+                status: engine.subscribe(),
+                cached: None,
+            }),
+        }
+    }
+
+    fn body(&self, state: &AppState) -> Result<web::Bytes, HttpError> {
+        let sched = &state.scheduler;
+        let key = SchedulerKey {
+            enabled: sched.enabled(),
+            interval: sched.interval(),
+            startup_delay: sched.startup_delay(),
+            next_run_at: sched.next_run_at(),
+        };
+        // A poisoned lock only means another request panicked mid-serialization: the
+        // cache is then rebuilt, never trusted.
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A closed channel (the engine gone) counts as changed: serialize what is left.
+        let changed = inner.status.has_changed().unwrap_or(true);
+        if let Some((k, body)) = &inner.cached
+            && !changed
+            && *k == key
+        {
+            return Ok(body.clone());
+        }
+        inner.cached = None;
+        let body = {
+            let snap = inner.status.borrow_and_update();
+            serialize(&snap, &key)
+        }
+        .map_err(|e| HttpError::Internal(format!("serializing /sync-status: {e}")))?;
+        let body = web::Bytes::from(body);
+        inner.cached = Some((key, body.clone()));
+        Ok(body)
+    }
+}
+
+fn serialize(snap: &StatusSnapshot, sched: &SchedulerKey) -> serde_json::Result<Vec<u8>> {
+    let current = snap.current.as_ref();
+    serde_json::to_vec(&StatusBody {
+        scheduler: SchedulerBody {
+            enabled: sched.enabled,
+            interval_seconds: sched.interval.as_secs(),
+            interval_minutes: minutes(sched.interval),
+            startup_delay_seconds: sched.startup_delay.as_secs(),
+            next_run_at: sched.next_run_at,
+        },
+        current_sync: CurrentBody {
+            is_running: snap.is_running,
+            run_id: current.map(|c| c.run_id),
+            trigger: current.map(|c| c.trigger.as_str()),
+            started_at: current.map(|c| c.started_at),
+            progress: current.map(|c| &c.counts),
+            last_completed: snap.last_completed,
+            skipped_total: snap.skipped_total,
+        },
+        last_run: snap.last_run.as_ref().map(RunBody::of),
+        source: SourceBody {
+            kind: &snap.source_kind,
+            url: &snap.source_url,
+            cursor: snap.cursor,
+        },
+        protection: ProtectionBody {
+            duplicate_prevention: "enabled",
+            lock_based: true,
+            lock_scope: &snap.lock_scope,
+            resource_management: "active",
+        },
+    })
 }
 
 #[derive(Serialize)]

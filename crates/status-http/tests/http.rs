@@ -470,3 +470,56 @@ async fn unhealthy_when_the_postgres_database_is_gone() {
     assert_eq!(call!(&app, get("/sync-status")).0, 200);
     assert!(t.elapsed() < Duration::from_millis(200));
 }
+
+// `/sync-status` is served from a cached body: it must still follow every change, the
+// scheduler's next tick and the engine's runs alike, while repeated polls between changes
+// give the same bytes.
+#[actix_web::test]
+async fn sync_status_follows_the_scheduler_and_the_runs() {
+    let db = TestDb::sqlite();
+    let up = upstream(200, Duration::ZERO).await;
+    let engine = engine(db.store().await, &up);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let scheduler = sync_engine::Scheduler::new(
+        engine.clone(),
+        Duration::from_secs(3600),
+        Duration::from_millis(100),
+        cancel.clone(),
+    );
+    let state = status_http::AppState::new(engine.clone(), scheduler.handle());
+    let app = app!(state);
+    let (_, before) = call!(&app, get("/sync-status"));
+    assert_eq!(before["scheduler"]["enabled"], true);
+    let task = scheduler.spawn();
+
+    // The first tick (100 ms) moves next_run_at an hour on and runs one sync.
+    let t = Instant::now();
+    let mut seen_next = std::collections::BTreeSet::new();
+    let finished = loop {
+        let (s, st) = call!(&app, get("/sync-status"));
+        assert_eq!(s, 200);
+        if let Some(n) = st["scheduler"]["next_run_at"].as_str() {
+            seen_next.insert(n.to_string());
+        }
+        if st["last_run"]["status"] == "succeeded" && seen_next.len() >= 2 {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{st}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(finished["last_run"]["inserted"], 3, "{finished}");
+    assert_eq!(finished["current_sync"]["is_running"], false, "{finished}");
+    assert!(finished["source"]["cursor"].is_string(), "{finished}");
+
+    // Stopped: no next tick, and the body says so.
+    cancel.cancel();
+    task.await.unwrap();
+    let (_, stopped) = call!(&app, get("/sync-status"));
+    assert_eq!(
+        stopped["scheduler"]["next_run_at"],
+        json!(null),
+        "{stopped}"
+    );
+    // Nothing changes any more: the same answer twice.
+    assert_eq!(call!(&app, get("/sync-status")).1, stopped);
+}

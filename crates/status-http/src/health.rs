@@ -9,19 +9,33 @@ use sync_engine::StatusSnapshot;
 
 use crate::{AppState, DB_CHECK_TIMEOUT};
 
-/// True when the database answers `SELECT 1` within [`DB_CHECK_TIMEOUT`].
-pub(crate) async fn db_answers(state: &AppState) -> bool {
-    match tokio::time::timeout(DB_CHECK_TIMEOUT, state.engine.store().ping()).await {
-        Ok(Ok(())) => true,
+/// `check` bounded by [`DB_CHECK_TIMEOUT`]: its value, or `None` when it failed or took
+/// too long (logged as `what`).
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    check: impl Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(DB_CHECK_TIMEOUT, check).await {
+        Ok(Ok(v)) => Some(v),
         Ok(Err(e)) => {
-            log::warn!("Health check: the database does not answer: {e}");
-            false
+            log::warn!("{what}: {e}");
+            None
         }
         Err(_) => {
-            log::warn!("Health check: the database did not answer within {DB_CHECK_TIMEOUT:?}");
-            false
+            log::warn!("{what}: no answer within {DB_CHECK_TIMEOUT:?}");
+            None
         }
     }
+}
+
+/// True when the database answers `SELECT 1` within [`DB_CHECK_TIMEOUT`].
+pub(crate) async fn db_answers(state: &AppState) -> bool {
+    bounded(
+        "Health check: the database does not answer",
+        state.engine.store().ping(),
+    )
+    .await
+    .is_some()
 }
 
 /// Why the service is degraded, if it is: the last run failed, or the last success is
@@ -93,22 +107,13 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
     // Migrations do not un-apply: once seen applied, only the ping is repeated.
     let applied = state.migrations_ok.load(Ordering::Relaxed)
-        || match tokio::time::timeout(DB_CHECK_TIMEOUT, state.engine.store().migrations_applied())
-            .await
-        {
-            Ok(Ok(ok)) => {
-                state.migrations_ok.store(ok, Ordering::Relaxed);
-                ok
-            }
-            Ok(Err(e)) => {
-                log::warn!("Readiness: cannot check migrations: {e}");
-                false
-            }
-            Err(_) => {
-                log::warn!("Readiness: migration check timed out");
-                false
-            }
-        };
+        || bounded(
+            "Readiness: cannot check migrations",
+            state.engine.store().migrations_applied(),
+        )
+        .await
+        .inspect(|ok| state.migrations_ok.store(*ok, Ordering::Relaxed))
+        .unwrap_or(false);
     if applied {
         HttpResponse::Ok().json(json!({
             "status": "ready",

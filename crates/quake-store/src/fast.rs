@@ -298,37 +298,5 @@ fn sqlite_write(
     plan: &crate::write::Plan,
     now: Ts,
 ) -> QueryResult<()> {
-    use crate::schema::earthquakes::dsl as e;
-    use diesel::prelude::*;
-    match plan.write {
-        Write::Insert => {
-            diesel::RunQueryDsl::execute(
-                diesel::insert_into(e::earthquakes).values((
-                    rec,
-                    e::first_seen_at.eq(now),
-                    e::last_changed_at.eq(now),
-                )),
-                c,
-            )?;
-        }
-        Write::Update => {
-            diesel::RunQueryDsl::execute(
-                diesel::update(e::earthquakes.find(&rec.id)).set((
-                    rec,
-                    e::last_changed_at.eq(now),
-                    e::merged_into.eq(None::<String>),
-                )),
-                c,
-            )?;
-        }
-        Write::None => {}
-    }
-    if !plan.merges.is_empty() {
-        diesel::RunQueryDsl::execute(
-            diesel::update(e::earthquakes.filter(e::id.eq_any(&plan.merges)))
-                .set((e::merged_into.eq(&rec.id), e::last_changed_at.eq(now))),
-            c,
-        )?;
-    }
-    Ok(())
+    crate::write::record_writes!(rec, plan, now, |q| diesel::RunQueryDsl::execute(q, c))
 }

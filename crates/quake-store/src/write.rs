@@ -409,35 +409,51 @@ async fn write_in_savepoint(
     }).await)
 }
 
+/// The per-record statements of a [`Plan`]: the insert or the update, then the merge of the
+/// rows it absorbs. Each statement is bound to `$q` and run by `$run`, which the caller
+/// writes for its connection (async through [`dispatch!`] here, synchronous in SQLite's
+/// blocking closure in [`crate::fast`]), so both paths write exactly the same SQL.
+macro_rules! record_writes {
+    ($rec:expr, $plan:expr, $now:expr, |$q:ident| $run:expr) => {{
+        use crate::schema::earthquakes::dsl as e;
+        use diesel::{ExpressionMethods as _, QueryDsl as _};
+        let (rec, plan, now): (&EventRecord, &crate::write::Plan, Ts) = ($rec, $plan, $now);
+        match plan.write {
+            crate::write::Write::Insert => {
+                let $q = diesel::insert_into(e::earthquakes).values((
+                    rec,
+                    e::first_seen_at.eq(now),
+                    e::last_changed_at.eq(now),
+                ));
+                $run?;
+            }
+            crate::write::Write::Update => {
+                let $q = diesel::update(e::earthquakes.find(&rec.id)).set((
+                    rec,
+                    e::last_changed_at.eq(now),
+                    e::merged_into.eq(None::<String>),
+                ));
+                $run?;
+            }
+            crate::write::Write::None => {}
+        }
+        if !plan.merges.is_empty() {
+            let $q = diesel::update(e::earthquakes.filter(e::id.eq_any(&plan.merges)))
+                .set((e::merged_into.eq(&rec.id), e::last_changed_at.eq(now)));
+            $run?;
+        }
+        Ok(())
+    }};
+}
+pub(crate) use record_writes;
+
 async fn write_record(
     db: &mut DbConn<'_>,
     rec: &EventRecord,
     plan: &Plan,
     now: Ts,
 ) -> QueryResult<()> {
-    use crate::schema::earthquakes::dsl as e;
-    match plan.write {
-        Write::Insert => {
-            dispatch!(db, c => diesel::insert_into(e::earthquakes)
-                .values((rec, e::first_seen_at.eq(now), e::last_changed_at.eq(now)))
-                .execute(c)
-                .await)?;
-        }
-        Write::Update => {
-            dispatch!(db, c => diesel::update(e::earthquakes.find(&rec.id))
-                .set((rec, e::last_changed_at.eq(now), e::merged_into.eq(None::<String>)))
-                .execute(c)
-                .await)?;
-        }
-        Write::None => {}
-    }
-    if !plan.merges.is_empty() {
-        dispatch!(db, c => diesel::update(e::earthquakes.filter(e::id.eq_any(&plan.merges)))
-            .set((e::merged_into.eq(&rec.id), e::last_changed_at.eq(now)))
-            .execute(c)
-            .await)?;
-    }
-    Ok(())
+    record_writes!(rec, plan, now, |q| dispatch!(db, c => q.execute(c).await))
 }
 
 #[cfg(test)]

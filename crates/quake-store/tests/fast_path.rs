@@ -7,7 +7,7 @@ use chrono::DateTime;
 use proptest::prelude::*;
 use quake_store::testing::TestDb;
 use quake_store::write::{WriteMode, apply_page_with};
-use quake_store::{EventRecord, Store, Ts, read};
+use quake_store::{Earthquake, EventRecord, Store, Ts, read};
 
 const POOL: usize = 12;
 
@@ -40,6 +40,8 @@ fn gen_record() -> impl Strategy<Value = Gen> {
         })
 }
 
+/// Every column gets a value of its own (so two columns swapped in a hand-written statement
+/// show), and the optional ones go from Some to None and back between revisions.
 fn record(g: &Gen) -> EventRecord {
     let id = format!("e{}", g.id);
     let mut ids: Vec<String> = g.aliases.iter().map(|a| format!("e{a}")).collect();
@@ -47,72 +49,65 @@ fn record(g: &Gen) -> EventRecord {
     ids.sort();
     ids.dedup();
     let t = DateTime::from_timestamp_millis(1_600_000_000_000 + g.updated * 1000).unwrap();
+    let h = i32::from(g.hash);
+    let some = |s: String| (g.hash != 0).then_some(s);
     EventRecord {
         id,
         ids: format!(",{},", ids.join(",")),
-        time: Ts(t),
+        time: Ts(t - chrono::Duration::hours(1 + i64::from(g.hash))),
         updated: Ts(t),
-        magnitude: Some(f64::from(g.hash)),
-        mag_type: None,
+        magnitude: (g.hash != 1).then_some(f64::from(g.hash)),
+        mag_type: some(format!("mt{h}")),
         place: Some(if g.bad == 2 {
             "nul\0place".into()
         } else {
-            format!("place {}", g.hash)
+            format!("place {h}")
         }),
-        title: None,
-        longitude: 10.0,
-        latitude: if g.bad == 1 { 200.0 } else { 45.0 },
-        depth_km: Some(5.0),
+        title: some(format!("title {h}")),
+        longitude: 10.0 + f64::from(h),
+        latitude: if g.bad == 1 {
+            200.0
+        } else {
+            45.0 - f64::from(h)
+        },
+        depth_km: (g.hash != 2).then_some(5.0 + f64::from(h)),
         status: if g.deleted {
             "deleted".into()
         } else {
             "reviewed".into()
         },
-        event_type: Some("earthquake".into()),
-        net: None,
-        code: None,
-        tsunami: None,
-        sig: None,
-        felt: None,
-        alert: None,
-        url: None,
-        source: "usgs".into(),
+        event_type: some(format!("type{h}")),
+        net: some(format!("net{h}")),
+        code: some(format!("code{h}")),
+        tsunami: (g.hash != 0).then_some(h % 2),
+        sig: (g.hash != 0).then_some(100 + h),
+        felt: (g.hash != 1).then_some(200 + h),
+        alert: some(format!("alert{h}")),
+        url: some(format!("https://example.org/{h}")),
+        source: format!("src{h}"),
         content_hash: format!("h{}{}", g.hash, g.deleted),
     }
 }
 
-type Row = (
-    String,
-    String,
-    i64,
-    Option<f64>,
-    Option<String>,
-    f64,
-    String,
-    String,
-    Option<String>,
-);
-
-async fn snapshot(store: &Store) -> (Vec<Row>, Vec<(Option<String>, String)>) {
+/// Every stored column of every row, and the quarantine. `first_seen_at` and
+/// `last_changed_at` are the wall-clock time of the page that wrote them, different in the two
+/// databases: they are replaced by their rank among all such times of the database (the same
+/// pages in the same order write them, so the ranks agree when the paths do).
+async fn snapshot(store: &Store) -> (Vec<Earthquake>, Vec<(Option<String>, String)>) {
     let mut conn = store.conn().await.unwrap();
-    let rows = read::all_events(&mut conn.db())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| {
-            (
-                e.id,
-                e.ids,
-                e.updated.0.timestamp_millis(),
-                e.magnitude,
-                e.place,
-                e.latitude,
-                e.status,
-                e.content_hash,
-                e.merged_into,
-            )
-        })
+    let mut rows = read::all_events(&mut conn.db()).await.unwrap();
+    let times: std::collections::BTreeSet<Ts> = rows
+        .iter()
+        .flat_map(|e| [e.first_seen_at, e.last_changed_at])
         .collect();
+    let rank = |t: Ts| {
+        let r = times.iter().position(|x| *x == t).unwrap() as i64;
+        Ts(DateTime::from_timestamp_millis(r).unwrap())
+    };
+    for e in &mut rows {
+        e.first_seen_at = rank(e.first_seen_at);
+        e.last_changed_at = rank(e.last_changed_at);
+    }
     let rejected = read::rejected_records(&mut conn.db(), None)
         .await
         .unwrap()

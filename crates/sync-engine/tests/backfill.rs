@@ -54,6 +54,30 @@ fn engine(store: Store, client: &FdsnClient, batch: u32) -> Engine {
     )
 }
 
+/// A sync engine over the fixture's range in one big page: the run a backfill meets.
+fn syncing_engine(store: Store, client: &FdsnClient) -> Engine {
+    Engine::new(
+        store,
+        Arc::new(FdsnSource(client.clone())),
+        EngineConfig {
+            batch_size: 5000,
+            start_time: Some(range().0),
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// The backfill was skipped for the running `run_id` without asking the upstream anything.
+fn assert_skipped_for(o: &BackfillOutcome, run_id: i64) {
+    assert_eq!(
+        o.outcome,
+        SyncOutcome::Skipped {
+            running_run_id: Some(run_id)
+        }
+    );
+    assert_eq!((o.count_requests, o.query_requests), (0, 0));
+}
+
 fn succeeded(o: &BackfillOutcome) -> SyncRun {
     match &o.outcome {
         SyncOutcome::Succeeded(run) => run.clone(),
@@ -438,15 +462,7 @@ async fn a_backfill_while_a_sync_runs_is_skipped() {
     let server = fdsn_server(mock).await;
     let store = db.store().await;
     let client = client(&server);
-    let engine = Engine::new(
-        store.clone(),
-        Arc::new(FdsnSource(client.clone())),
-        EngineConfig {
-            batch_size: 5000,
-            start_time: Some(range().0),
-            ..EngineConfig::default()
-        },
-    );
+    let engine = syncing_engine(store.clone(), &client);
     let StartOutcome::Started { run_id, handle } = engine.start(Trigger::Manual).await.unwrap()
     else {
         panic!("the sync should start");
@@ -456,13 +472,7 @@ async fn a_backfill_while_a_sync_runs_is_skipped() {
         .backfill(&client, &opts(start, end), None)
         .await
         .unwrap();
-    assert_eq!(
-        o.outcome,
-        SyncOutcome::Skipped {
-            running_run_id: Some(run_id)
-        }
-    );
-    assert_eq!((o.count_requests, o.query_requests), (0, 0));
+    assert_skipped_for(&o, run_id);
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
     // Only the sync asked the upstream; the skipped backfill wrote no run row.
     let seen = seen_requests(&server).await;
@@ -505,15 +515,7 @@ async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
     // Two engines, two pools: as two processes would be.
     let (store_a, store_b) = (db.store().await, db.store().await);
     let client = client(&server);
-    let syncing = Engine::new(
-        store_a,
-        Arc::new(FdsnSource(client.clone())),
-        EngineConfig {
-            batch_size: 5000,
-            start_time: Some(range().0),
-            ..EngineConfig::default()
-        },
-    );
+    let syncing = syncing_engine(store_a, &client);
     let backfilling = engine(store_b.clone(), &client, 100);
     let StartOutcome::Started { run_id, handle } = syncing.start(Trigger::Manual).await.unwrap()
     else {
@@ -524,13 +526,7 @@ async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
         .backfill(&client, &opts(start, end), None)
         .await
         .unwrap();
-    assert_eq!(
-        o.outcome,
-        SyncOutcome::Skipped {
-            running_run_id: Some(run_id)
-        }
-    );
-    assert_eq!((o.count_requests, o.query_requests), (0, 0));
+    assert_skipped_for(&o, run_id);
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
     // Once the sync is over, the backfill runs.
     let o = backfilling
@@ -563,21 +559,8 @@ async fn a_backfill_that_loses_its_lock_writes_nothing_more() {
         let (engine, client) = (engine.clone(), client.clone());
         async move { engine.backfill(&client, &opts(start, end), None).await }
     });
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        status.wait_for(|s| s.current.as_ref().is_some_and(|c| c.counts.pages >= 1)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let holder = store.sync_lock_holder().await.unwrap().expect("held");
-    let (pg, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    pg.query("SELECT pg_terminate_backend($1)", &[&holder.pid])
-        .await
-        .unwrap();
+    wait_for_pages(&mut status, 1).await;
+    kill_lock_holder(&store, &db.url).await;
     let o = tokio::time::timeout(Duration::from_secs(30), task)
         .await
         .unwrap()

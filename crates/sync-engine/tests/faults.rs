@@ -597,23 +597,9 @@ async fn a_run_that_loses_its_lock_writes_nothing_more() {
         let engine = engine.clone();
         async move { engine.sync_once(Trigger::Cli).await }
     });
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        status.wait_for(|s| s.current.as_ref().is_some_and(|c| c.counts.pages >= 1)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    wait_for_pages(&mut status, 1).await;
     // The lock's session is killed while page 2 is in flight.
-    let holder = store.sync_lock_holder().await.unwrap().expect("held");
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .query("SELECT pg_terminate_backend($1)", &[&holder.pid])
-        .await
-        .unwrap();
+    kill_lock_holder(&store, &db.url).await;
     let outcome = tokio::time::timeout(Duration::from_secs(20), task)
         .await
         .unwrap()

@@ -300,3 +300,31 @@ pub async fn catalogue(
         .map(|e| (e.id.clone(), e))
         .collect()
 }
+
+/// Waits (20 s at most) until the running run has committed `pages` pages.
+pub async fn wait_for_pages(
+    status: &mut tokio::sync::watch::Receiver<sync_engine::StatusSnapshot>,
+    pages: i64,
+) {
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        status.wait_for(|s| s.current.as_ref().is_some_and(|c| c.counts.pages >= pages)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// Ends the PostgreSQL session that holds the cluster-wide sync lock, as a server restart, a
+/// network cut or an operator's `pg_terminate_backend` would; `url` is the store's database.
+pub async fn kill_lock_holder(store: &quake_store::Store, url: &str) {
+    let holder = store.sync_lock_holder().await.unwrap().expect("held");
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query("SELECT pg_terminate_backend($1)", &[&holder.pid])
+        .await
+        .unwrap();
+}

@@ -2,6 +2,8 @@
 //! limit of 400 over the 4711-event 2018 week, into a SQLite file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -69,12 +71,9 @@ impl Respond for Fdsn {
 }
 
 async fn fdsn_server() -> MockServer {
-    let text = std::fs::read_to_string(format!(
-        "{}/../../testdata/usgs_all_week_2018-06-14T0919Z.geojson",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v: Value =
+        serde_json::from_slice(&support::fixture("usgs_all_week_2018-06-14T0919Z.geojson"))
+            .unwrap();
     let features = Arc::new(v["features"].as_array().unwrap().clone());
     let server = MockServer::start().await;
     Mock::given(method("GET"))

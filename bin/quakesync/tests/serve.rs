@@ -4,26 +4,16 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use quake_store::runs;
 use quake_store::testing::TestDb;
 use serde_json::Value;
-use support::{QUERY_PATH, Serve, TOKEN, all_runs, http, store};
+use support::{QUERY_PATH, Serve, TOKEN, all_runs, fixture, http, quakesync_from_epoch, store};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NULL_MAG: &str = "usgs_fdsn_query_2021-11-09T2234Z_null-mag.geojson";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 /// Every request answers the 3-event fixture after `delay`.
 async fn slow_upstream(delay: Duration) -> MockServer {
@@ -40,20 +30,12 @@ async fn slow_upstream(delay: Duration) -> MockServer {
     server
 }
 
-/// `quakesync` from the shared harness, with this file's defaults: from the epoch, pages of 100.
-fn quakesync(dir: &Path, db_url: &str, upstream: &str) -> Command {
-    let mut cmd = support::quakesync(dir, db_url, upstream);
-    cmd.env("QUAKESYNC_START_TIME", "1970-01-01T00:00:00Z")
-        .env_remove("QUAKESYNC_BATCH_SIZE");
-    cmd
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_sync_exits_0_with_the_run_finished() {
     let db = TestDb::sqlite();
     let up = slow_upstream(Duration::from_millis(1000)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = quakesync(dir.path(), &db.url, &up.uri());
+    let mut cmd = quakesync_from_epoch(dir.path(), &db.url, &up.uri());
     // Pages of 3 and an upstream that always answers 3: the sync pages until stopped.
     cmd.env("QUAKESYNC_STARTUP_DELAY_SECS", "0")
         .env("QUAKESYNC_BATCH_SIZE", "3");
@@ -107,7 +89,7 @@ async fn sigterm_when_idle_exits_0_at_once() {
     let db = TestDb::sqlite();
     let up = slow_upstream(Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = quakesync(dir.path(), &db.url, &up.uri());
+    let mut cmd = quakesync_from_epoch(dir.path(), &db.url, &up.uri());
     cmd.env("QUAKESYNC_SYNC_ENABLED", "false");
     let mut serve = Serve::start(cmd, dir.path(), "serve");
     serve.wait_ready().await;
@@ -139,7 +121,7 @@ async fn concurrent_triggers_and_another_process_on_postgres() {
     db.store().await; // migrated before the processes race
     let up = slow_upstream(Duration::from_millis(2500)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = quakesync(dir.path(), &db.url, &up.uri());
+    let mut cmd = quakesync_from_epoch(dir.path(), &db.url, &up.uri());
     cmd.env("QUAKESYNC_STARTUP_DELAY_SECS", "3600");
     let mut serve = Serve::start(cmd, dir.path(), "serve");
     serve.wait_ready().await;
@@ -159,7 +141,7 @@ async fn concurrent_triggers_and_another_process_on_postgres() {
     let run_id = started[0].1["run_id"].as_i64().unwrap();
 
     // Another process finds the cluster-wide lock taken.
-    let other = quakesync(dir.path(), &db.url, &up.uri())
+    let other = quakesync_from_epoch(dir.path(), &db.url, &up.uri())
         .args(["sync", "--no-migrate"])
         .output()
         .unwrap();

@@ -2,22 +2,17 @@
 //! upstream on loopback and a real database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::Path;
 use std::process::Output;
 
 use quake_store::testing::TestDb;
+use support::fixture;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NULL_MAG: &str = "usgs_fdsn_query_2021-11-09T2234Z_null-mag.geojson";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../testdata/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 async fn upstream(status: u16, body: Vec<u8>) -> MockServer {
     let server = MockServer::start().await;
@@ -30,18 +25,8 @@ async fn upstream(status: u16, body: Vec<u8>) -> MockServer {
 }
 
 fn quakesync(dir: &Path, db_url: &str, upstream: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_quakesync"))
+    support::quakesync_from_epoch(dir, db_url, upstream)
         .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("DATABASE_URL", db_url)
-        .env(
-            "QUAKESYNC_SOURCE_URL",
-            format!("{upstream}/fdsnws/event/1/query"),
-        )
-        .env("QUAKESYNC_START_TIME", "1970-01-01T00:00:00Z")
-        .env("QUAKESYNC_MAX_RETRIES", "0")
-        .env("RUST_LOG", "info")
         .output()
         .expect("run quakesync")
 }

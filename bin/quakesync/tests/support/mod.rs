@@ -36,6 +36,23 @@ pub fn quakesync(dir: &Path, db_url: &str, upstream: &str) -> Command {
     cmd
 }
 
+/// The bytes of a fixture in the repository's `testdata/`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// [`quakesync`] reading from the epoch in pages of the default size.
+pub fn quakesync_from_epoch(dir: &Path, db_url: &str, upstream: &str) -> Command {
+    let mut cmd = quakesync(dir, db_url, upstream);
+    cmd.env("QUAKESYNC_START_TIME", "1970-01-01T00:00:00Z")
+        .env_remove("QUAKESYNC_BATCH_SIZE");
+    cmd
+}
+
 /// A running `quakesync serve` (killed on drop), its stderr in a file.
 pub struct Serve {
     pub child: Child,

@@ -95,27 +95,15 @@ async fn load(state: &AppState) -> Result<DbView, HttpError> {
     .await?
 }
 
-/// `healthy`, `degraded` or `unhealthy`, and why (the rules of `/health`).
+/// `healthy`, `degraded` or `unhealthy`, and why: the rules of `/health`.
 fn health(state: &AppState, snap: &StatusSnapshot, db_up: bool) -> (&'static str, String) {
     if !db_up {
         return ("unhealthy", "the database does not answer".into());
     }
-    if snap.last_run_failed() {
-        return ("degraded", "the last sync failed".into());
+    match crate::health::degraded(state, snap) {
+        Some(reason) => ("degraded", reason.into()),
+        None => ("healthy", "database up, last sync fine".into()),
     }
-    let sched = state.scheduler();
-    if sched.enabled()
-        && let Some(t) = snap.last_success
-    {
-        let age = (Utc::now() - t).to_std().unwrap_or_default();
-        if age > sched.interval() * 3 {
-            return (
-                "degraded",
-                "the last successful sync is older than 3 intervals".into(),
-            );
-        }
-    }
-    ("healthy", "database up, last sync fine".into())
 }
 
 const STYLE: &str = r#"

@@ -11,7 +11,7 @@ use crate::{AppState, DB_CHECK_TIMEOUT};
 
 /// `check` bounded by [`DB_CHECK_TIMEOUT`]: its value, or `None` when it failed or took
 /// too long (logged as `what`).
-async fn bounded<T, E: std::fmt::Display>(
+pub(crate) async fn bounded<T, E: std::fmt::Display>(
     what: &str,
     check: impl Future<Output = Result<T, E>>,
 ) -> Option<T> {
@@ -41,7 +41,7 @@ pub(crate) async fn db_answers(state: &AppState) -> bool {
 /// Why the service is degraded, if it is: the last run failed, or the last success is
 /// older than three intervals (with the scheduler on; before any success, counted from
 /// the first scheduled run).
-fn degraded(state: &AppState, snap: &StatusSnapshot) -> Option<&'static str> {
+pub(crate) fn degraded(state: &AppState, snap: &StatusSnapshot) -> Option<&'static str> {
     if snap.last_run_failed() {
         return Some("the last sync failed");
     }
@@ -61,15 +61,17 @@ fn degraded(state: &AppState, snap: &StatusSnapshot) -> Option<&'static str> {
 }
 
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let snap = state.engine.status();
     let sched = &state.scheduler;
-    let auto_sync = json!({
-        "enabled": sched.enabled(),
-        "interval": sync_engine::scheduler::human(sched.interval()),
-        "interval_seconds": sched.interval().as_secs(),
-        "is_syncing": snap.is_running,
-        "last_sync_time": snap.last_completed,
-        "last_success_time": snap.last_success,
+    let (auto_sync, reason) = state.engine.with_status(|snap| {
+        let auto_sync = json!({
+            "enabled": sched.enabled(),
+            "interval": sync_engine::scheduler::human(sched.interval()),
+            "interval_seconds": sched.interval().as_secs(),
+            "is_syncing": snap.is_running,
+            "last_sync_time": snap.last_completed,
+            "last_success_time": snap.last_success,
+        });
+        (auto_sync, degraded(&state, snap))
     });
     let backend = state.engine.store().backend().as_str();
     if !db_answers(&state).await {
@@ -80,7 +82,6 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             "version": &*state.version,
         }));
     }
-    let reason = degraded(&state, &snap);
     let mut body = json!({
         "status": if reason.is_some() { "degraded" } else { "healthy" },
         "auto_sync": auto_sync,

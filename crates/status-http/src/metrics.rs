@@ -15,7 +15,7 @@ use prometheus::{
 };
 use sync_engine::StatusSnapshot;
 
-use crate::{AppState, DB_CHECK_TIMEOUT, HttpError};
+use crate::{AppState, HttpError};
 
 /// Record outcomes of `quakesync_sync_records_total{outcome}`.
 pub const RECORD_OUTCOMES: [&str; 7] = [
@@ -308,21 +308,22 @@ impl Metrics {
 
 pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
     let m = &state.metrics;
-    m.observe_snapshot(&state.engine.status());
+    state.engine.with_status(|snap| m.observe_snapshot(snap));
     let store = state.engine.store();
     m.observe_pool(store.pool_state());
-    let catalogue = tokio::time::timeout(DB_CHECK_TIMEOUT, async {
-        let mut conn = store.conn().await?;
-        let mut db = conn.db();
-        let counts = quake_store::read::catalogue_counts(&mut db).await?;
-        let newest = quake_store::read::newest_update(&mut db).await?;
-        Ok::<_, quake_store::StoreError>((counts, newest))
-    })
+    let catalogue = crate::health::bounded(
+        "Metrics: catalogue counts unavailable, keeping the last",
+        async {
+            let mut conn = store.conn().await?;
+            let mut db = conn.db();
+            let counts = quake_store::read::catalogue_counts(&mut db).await?;
+            let newest = quake_store::read::newest_update(&mut db).await?;
+            Ok::<_, quake_store::StoreError>((counts, newest))
+        },
+    )
     .await;
-    match catalogue {
-        Ok(Ok((counts, newest))) => m.observe_catalogue(counts, newest),
-        Ok(Err(e)) => log::warn!("Metrics: catalogue counts unavailable, keeping the last: {e}"),
-        Err(_) => log::warn!("Metrics: catalogue counts timed out, keeping the last"),
+    if let Some((counts, newest)) = catalogue {
+        m.observe_catalogue(counts, newest);
     }
     Ok(HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)

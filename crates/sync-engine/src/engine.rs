@@ -254,7 +254,9 @@ impl Engine {
     ) -> Result<Result<Prepared, Option<i64>>, EngineError> {
         let Ok(guard) = self.inner.guard.clone().try_lock_owned() else {
             self.skipped();
-            return Ok(Err(self.status().current.map(|c| c.run_id)));
+            return Ok(Err(
+                self.with_status(|s| s.current.as_ref().map(|c| c.run_id))
+            ));
         };
         let Some(lock) = self.inner.store.try_sync_lock().await? else {
             self.skipped();

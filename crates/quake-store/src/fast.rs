@@ -36,13 +36,11 @@ enum Attempt {
     Refused,
     /// The record at this index writes a row the chunk already wrote or merged.
     SplitAt(usize),
-    /// Not PostgreSQL: sequential writes.
-    Sequential,
 }
 
 /// Applies `recs` in order, appending one outcome per record to `out`.
 pub(crate) async fn apply_chunk(
-    db: &mut DbConn<'_>,
+    conn: &mut AsyncPgConnection,
     recs: &[EventRecord],
     stored: &mut HashMap<String, StoredVersion>,
     now: Ts,
@@ -51,42 +49,32 @@ pub(crate) async fn apply_chunk(
     let mut work: VecDeque<&[EventRecord]> = VecDeque::from([recs]);
     while let Some(chunk) = work.pop_front() {
         if chunk.len() > SMALL {
-            match attempt(db, chunk, stored, now).await? {
+            let (left, right) = match attempt(conn, chunk, stored, now).await? {
                 Attempt::Done(outcomes) => {
                     out.extend(outcomes);
                     continue;
                 }
-                Attempt::Refused => {
-                    let (left, right) = chunk.split_at(chunk.len() / 2);
-                    work.push_front(right);
-                    work.push_front(left);
-                    continue;
-                }
-                Attempt::SplitAt(i) => {
-                    let (left, right) = chunk.split_at(i);
-                    work.push_front(right);
-                    work.push_front(left);
-                    continue;
-                }
-                Attempt::Sequential => {}
-            }
+                Attempt::Refused => chunk.split_at(chunk.len() / 2),
+                Attempt::SplitAt(i) => chunk.split_at(i),
+            };
+            work.push_front(right);
+            work.push_front(left);
+            continue;
         }
+        let mut db = DbConn::from(&mut *conn);
         for rec in chunk {
-            out.push(apply_one(db, rec, stored, now).await?);
+            out.push(apply_one(&mut db, rec, stored, now).await?);
         }
     }
     Ok(())
 }
 
 async fn attempt(
-    db: &mut DbConn<'_>,
+    conn: &mut AsyncPgConnection,
     chunk: &[EventRecord],
     stored: &mut HashMap<String, StoredVersion>,
     now: Ts,
 ) -> QueryResult<Attempt> {
-    let DbConn::Pg(conn) = db else {
-        return Ok(Attempt::Sequential);
-    };
     let mut sim = stored.clone();
     let mut outcomes = Vec::with_capacity(chunk.len());
     let mut written: HashSet<&str> = HashSet::new();

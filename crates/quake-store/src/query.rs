@@ -317,10 +317,8 @@ fn pg_in_boxes(boxes: &[(f64, f64, f64, f64)]) -> PgBoolExpr {
 /// with `eventid`, 0 or 1).
 pub async fn count_events(conn: &mut DbConn<'_>, query: &EventQuery) -> QueryResult<i64> {
     if query.eventid.is_some() {
-        let mut q = query.clone();
-        q.limit = None;
-        q.offset = None;
-        return Ok(query_events(conn, &q).await?.len() as i64);
+        // query_events answers an eventid before it reads limit or offset
+        return Ok(query_events(conn, query).await?.len() as i64);
     }
     dispatch!(conn, c => filtered!(crate::schema::earthquakes::table.into_boxed(), query)
         .count()

@@ -193,8 +193,8 @@ async fn apply_page_in_tx(
 
     let mut outcomes = Vec::with_capacity(records.len());
     match (mode, &mut *db) {
-        (WriteMode::Auto, DbConn::Pg(_)) => {
-            crate::fast::apply_chunk(db, records, &mut stored, now, &mut outcomes).await?;
+        (WriteMode::Auto, DbConn::Pg(c)) => {
+            crate::fast::apply_chunk(c, records, &mut stored, now, &mut outcomes).await?;
         }
         (WriteMode::Auto, DbConn::Sqlite(c)) => {
             outcomes = crate::fast::apply_sqlite_blocking(c, records.to_vec(), stored, now).await?;

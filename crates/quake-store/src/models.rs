@@ -135,6 +135,14 @@ pub struct SyncRun {
     pub error: Option<String>,
 }
 
+impl SyncRun {
+    /// How long the run took, once it finished (0 if the clock stepped back meanwhile).
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.finished_at
+            .map(|f| (f.0 - self.started_at.0).num_milliseconds().max(0))
+    }
+}
+
 /// A record refused before or by the database, with its raw JSON.
 #[derive(Insertable, Debug, Clone, PartialEq, Serialize)]
 #[diesel(table_name = rejected_records)]

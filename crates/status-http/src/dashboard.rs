@@ -47,8 +47,7 @@ fn when(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn duration_secs(run: &SyncRun) -> Option<f64> {
-    run.finished_at
-        .map(|f| (f.0 - run.started_at.0).num_milliseconds().max(0) as f64 / 1000.0)
+    run.duration_ms().map(|ms| ms as f64 / 1000.0)
 }
 
 fn fmt_secs(s: f64) -> String {

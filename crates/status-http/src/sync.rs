@@ -163,10 +163,10 @@ pub(crate) struct RunBody<'a> {
 
 impl<'a> RunBody<'a> {
     pub(crate) fn of(run: &'a quake_store::SyncRun) -> Self {
-        let duration_ms = run
-            .finished_at
-            .map(|f| (f.0 - run.started_at.0).num_milliseconds().max(0));
-        RunBody { run, duration_ms }
+        RunBody {
+            run,
+            duration_ms: run.duration_ms(),
+        }
     }
 }
 

@@ -558,10 +558,7 @@ pub fn summary(k: &RunCounts) -> String {
 
 /// The whole summary line of a finished run.
 pub fn summary_line(run: &SyncRun) -> String {
-    let secs = run
-        .finished_at
-        .map(|f| (f.0 - run.started_at.0).num_milliseconds() as f64 / 1000.0)
-        .unwrap_or(0.0);
+    let secs = run.duration_ms().unwrap_or(0) as f64 / 1000.0;
     let k = RunCounts::from_run(run);
     match (&run.status[..], &run.error) {
         ("succeeded", _) => format!("Sync completed in {secs:.2}s: {}", summary(&k)),

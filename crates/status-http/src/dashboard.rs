@@ -292,7 +292,6 @@ fn render(
             when(Some(c.started_at)),
             c.counts.fetched
         ),
-        None if snap.is_running => "running".to_string(),
         None => "idle".to_string(),
     };
     let _ = write!(

@@ -15,33 +15,29 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use quake_api::FdsnClient;
 use sync_engine::{
-    BackfillError, BackfillEvent, BackfillOptions, Engine, ProgressFn, SyncOutcome, summary_line,
+    BackfillError, BackfillEvent, BackfillOptions, Engine, FdsnSource, ProgressFn, SyncOutcome,
+    summary_line,
 };
 
 use crate::app;
 use crate::cli::BackfillArgs;
 use crate::config::{Config, SourceKindCfg};
 
-fn fail(msg: &str, code: u8) -> ExitCode {
-    log::error!("{msg}");
-    eprintln!("quakesync: {msg}");
-    ExitCode::from(code)
-}
-
 pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCode {
     if !matches!(config.source.kind, SourceKindCfg::Fdsn) {
-        return fail(
+        return crate::fail(
             "backfill needs an FDSN event service (source.kind = \"fdsn\"): summary feeds have no history and EMSC has no count method",
-            1,
         );
     }
     let client = match FdsnClient::new(&config.source.url, app::http_options(config)) {
         Ok(c) => c,
-        Err(e) => return fail(&e.to_string(), 1),
+        Err(e) => return crate::fail(&e.to_string()),
     };
-    let engine = match app::engine(config, migrate).await {
+    // The engine's source is this client: one HTTP client for the counts and the pages.
+    let source = Arc::new(FdsnSource(client.clone()));
+    let engine = match app::engine_with_source(config, migrate, source).await {
         Ok(e) => e,
-        Err(e) => return fail(&e, 1),
+        Err(e) => return crate::fail(&e),
     };
     let opts = BackfillOptions {
         max_window_events: args.max_window_events,
@@ -62,16 +58,10 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
         bar.finish_and_clear();
     }
     match outcome {
-        Err(e @ BackfillError::InvalidRange(_)) => fail(&e.to_string(), 2),
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e @ BackfillError::InvalidRange(_)) => crate::fail_with(&e.to_string(), 2),
+        Err(e) => crate::fail(&e.to_string()),
         Ok(o) => match o.outcome {
-            SyncOutcome::Skipped { running_run_id } => {
-                let who = running_run_id
-                    .map(|id| format!(" (run {id})"))
-                    .unwrap_or_default();
-                eprintln!("quakesync: another sync is running{who}; skipped");
-                ExitCode::from(crate::EXIT_SKIPPED)
-            }
+            SyncOutcome::Skipped { running_run_id } => crate::skipped(running_run_id),
             SyncOutcome::Succeeded(run) | SyncOutcome::Failed(run) => {
                 println!("{}", summary_line(&run));
                 if let Some(key) = &o.key {
@@ -104,21 +94,15 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
 /// SIGINT or SIGTERM: stop after the page being applied (the run is marked failed,
 /// finished windows stay done).
 async fn stop_on_signal(engine: Engine) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
+    match app::StopSignals::install() {
+        Ok(mut signals) => {
+            signals.next().await;
+        }
+        Err(e) => {
+            log::warn!("cannot install the SIGTERM handler ({e}); stopping on Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
-            engine.shutdown_token().cancel();
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
     log::warn!("Interrupted: stopping after the page being applied");
     engine.shutdown_token().cancel();
 }
@@ -169,10 +153,7 @@ fn log_progress() -> ProgressFn {
             BackfillEvent::Planned(p) => {
                 t.started = Some(Instant::now());
                 t.expected = p.expected_events;
-                t.windows_done = p.windows_done;
-                t.windows_total = p.windows_total;
             }
-            BackfillEvent::Split { .. } => t.windows_total += 1,
             BackfillEvent::WindowDone {
                 window: (a, b),
                 events,
@@ -180,8 +161,6 @@ fn log_progress() -> ProgressFn {
                 windows_total,
                 totals,
             } => {
-                t.windows_done = *windows_done;
-                t.windows_total = *windows_total;
                 let fetched = totals.fetched.max(0) as u64;
                 let (rate, eta) = t.rate_eta(fetched);
                 log::info!(

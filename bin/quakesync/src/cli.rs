@@ -89,7 +89,7 @@ pub struct BackfillArgs {
     pub end: Option<DateTime<Utc>>,
 
     /// Pause between two upstream requests, in milliseconds
-    #[arg(long, value_name = "MS", default_value_t = 250)]
+    #[arg(long, value_name = "MS", default_value_t = sync_engine::backfill::DEFAULT_PAUSE.as_millis() as u64)]
     pub pause_ms: u64,
 
     /// Split windows holding more events than this, even when the service allows more

@@ -75,13 +75,7 @@ async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
             };
             match engine.sync_once(Trigger::Cli).await {
                 Err(e) => fail(&e.to_string()),
-                Ok(SyncOutcome::Skipped { running_run_id }) => {
-                    let who = running_run_id
-                        .map(|id| format!(" (run {id})"))
-                        .unwrap_or_default();
-                    eprintln!("quakesync: another sync is running{who}; skipped");
-                    ExitCode::from(EXIT_SKIPPED)
-                }
+                Ok(SyncOutcome::Skipped { running_run_id }) => skipped(running_run_id),
                 Ok(SyncOutcome::Succeeded(run)) | Ok(SyncOutcome::Failed(run)) => {
                     if args.json {
                         match serde_json::to_string_pretty(&run) {
@@ -105,7 +99,21 @@ async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
 }
 
 fn fail(msg: &str) -> ExitCode {
+    fail_with(msg, 1)
+}
+
+/// Logs and prints `msg`; the process exits with `code`.
+fn fail_with(msg: &str, code: u8) -> ExitCode {
     log::error!("{msg}");
     eprintln!("quakesync: {msg}");
-    ExitCode::FAILURE
+    ExitCode::from(code)
+}
+
+/// A `sync` or `backfill` that found another run holding the lock.
+fn skipped(running_run_id: Option<i64>) -> ExitCode {
+    let who = running_run_id
+        .map(|id| format!(" (run {id})"))
+        .unwrap_or_default();
+    eprintln!("quakesync: another sync is running{who}; skipped");
+    ExitCode::from(EXIT_SKIPPED)
 }

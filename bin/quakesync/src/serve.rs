@@ -20,7 +20,6 @@ use quake_api::ApiError;
 use sync_engine::{
     BoxFuture, Engine, PageRequest, Scheduler, SchedulerHandle, Source, scheduler::human,
 };
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -105,19 +104,15 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
 
     let scheduler_join = scheduler_task.map(|s| s.spawn());
 
-    let (mut sigterm, mut sigint) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
+    let mut signals = match app::StopSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
             server_handle.stop(false).await;
             return crate::fail(&format!("cannot install signal handlers: {e}"));
         }
     };
     let server_result = tokio::select! {
-        _ = sigterm.recv() => { log::info!("Received SIGTERM, shutting down..."); None }
-        _ = sigint.recv() => { log::info!("Received SIGINT, shutting down..."); None }
+        name = signals.next() => { log::info!("Received {name}, shutting down..."); None }
         res = &mut server_task => Some(res),
     };
     if let Some(res) = server_result {
@@ -153,12 +148,8 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
 /// Waits for a running sync to stop; at `until`, marks its row failed and goes on.
 async fn wait_for_sync(engine: &Engine, until: Instant) {
     let mut rx = engine.subscribe();
-    if !rx.borrow().is_running {
-        return;
-    }
-    let run_id = rx.borrow().current.as_ref().map(|c| c.run_id);
-    let Some(run_id) = run_id else {
-        let _ = tokio::time::timeout_at(until, rx.wait_for(|s| !s.is_running)).await;
+    // `current` is set exactly while a run is going.
+    let Some(run_id) = rx.borrow().current.as_ref().map(|c| c.run_id) else {
         return;
     };
     log::info!("Waiting for sync run {run_id} to commit its page and stop...");
@@ -169,7 +160,7 @@ async fn wait_for_sync(engine: &Engine, until: Instant) {
         return;
     }
     log::warn!(
-        "Sync run {run_id} did not stop within {SYNC_WAIT:?} (a request upstream is still in flight); marking it failed"
+        "Sync run {run_id} did not stop within {SYNC_WAIT:?} (its page's database write has not returned); marking it failed"
     );
     let mark = async {
         let mut conn = engine.store().conn().await?;

@@ -191,13 +191,15 @@ pub async fn apply_window_page(
     rejected: &[NewRejected],
     done: Option<&WindowDone>,
 ) -> QueryResult<PageResult> {
+    let Some(d) = done else {
+        // Not a window's last page: apply_page's own transaction is all it needs.
+        return write::apply_page(conn, run_id, records, rejected).await;
+    };
     dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         // Inside this transaction, apply_page's own transaction is a savepoint.
         let result = write::apply_page(&mut db, run_id, records, rejected).await?;
-        if let Some(d) = done {
-            mark_done(&mut db, d).await?;
-        }
+        mark_done(&mut db, d).await?;
         Ok(result)
     }).await)
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use sync_engine::{Engine, StartOutcome, StatusSnapshot, SyncOutcome, Trigger};
+use sync_engine::{Engine, SchedulerHandle, StartOutcome, StatusSnapshot, SyncOutcome, Trigger};
 use tokio::sync::watch;
 
 use crate::{AppState, DB_QUERY_TIMEOUT, HttpError, minutes};
@@ -34,16 +34,9 @@ pub(crate) struct StatusCache {
 struct CacheInner {
     /// Marks which engine status the cached body shows (`has_changed` since then).
     status: watch::Receiver<StatusSnapshot>,
-    cached: Option<(SchedulerKey, web::Bytes)>,
-}
-
-/// Everything of the scheduler the body shows.
-#[derive(PartialEq)]
-struct SchedulerKey {
-    enabled: bool,
-    interval: Duration,
-    startup_delay: Duration,
-    next_run_at: Option<DateTime<Utc>>,
+    /// The body and the scheduler's next run it shows (the rest of the scheduler's part
+    /// is fixed for the handle's life).
+    cached: Option<(Option<DateTime<Utc>>, web::Bytes)>,
 }
 
 impl StatusCache {
@@ -58,12 +51,7 @@ impl StatusCache {
 
     fn body(&self, state: &AppState) -> Result<web::Bytes, HttpError> {
         let sched = &state.scheduler;
-        let key = SchedulerKey {
-            enabled: sched.enabled(),
-            interval: sched.interval(),
-            startup_delay: sched.startup_delay(),
-            next_run_at: sched.next_run_at(),
-        };
+        let next_run_at = sched.next_run_at();
         // A poisoned lock only means another request panicked mid-serialization: the
         // cache is then rebuilt, never trusted.
         let mut inner = self
@@ -72,33 +60,37 @@ impl StatusCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A closed channel (the engine gone) counts as changed: serialize what is left.
         let changed = inner.status.has_changed().unwrap_or(true);
-        if let Some((k, body)) = &inner.cached
+        if let Some((next, body)) = &inner.cached
             && !changed
-            && *k == key
+            && *next == next_run_at
         {
             return Ok(body.clone());
         }
         inner.cached = None;
         let body = {
             let snap = inner.status.borrow_and_update();
-            serialize(&snap, &key)
+            serialize(&snap, sched, next_run_at)
         }
         .map_err(|e| HttpError::Internal(format!("serializing /sync-status: {e}")))?;
         let body = web::Bytes::from(body);
-        inner.cached = Some((key, body.clone()));
+        inner.cached = Some((next_run_at, body.clone()));
         Ok(body)
     }
 }
 
-fn serialize(snap: &StatusSnapshot, sched: &SchedulerKey) -> serde_json::Result<Vec<u8>> {
+fn serialize(
+    snap: &StatusSnapshot,
+    sched: &SchedulerHandle,
+    next_run_at: Option<DateTime<Utc>>,
+) -> serde_json::Result<Vec<u8>> {
     let current = snap.current.as_ref();
     serde_json::to_vec(&StatusBody {
         scheduler: SchedulerBody {
-            enabled: sched.enabled,
-            interval_seconds: sched.interval.as_secs(),
-            interval_minutes: minutes(sched.interval),
-            startup_delay_seconds: sched.startup_delay.as_secs(),
-            next_run_at: sched.next_run_at,
+            enabled: sched.enabled(),
+            interval_seconds: sched.interval().as_secs(),
+            interval_minutes: minutes(sched.interval()),
+            startup_delay_seconds: sched.startup_delay().as_secs(),
+            next_run_at,
         },
         current_sync: CurrentBody {
             is_running: snap.is_running,

@@ -34,13 +34,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use quake_api::{ApiError, CountResponse, FdsnClient, FdsnQuery, Page, USGS_MAX_LIMIT};
-use quake_store::backfill::{
-    self as progress_table, BackfillKey, BackfillWindow, WindowDone, apply_window_page,
-};
+use quake_store::backfill::{self as progress_table, BackfillKey, BackfillWindow, WindowDone};
 use quake_store::{RunCounts, StoreError, Ts};
 
 use crate::engine::{Engine, EngineError, RunError, SyncOutcome, Trigger};
-use crate::record::{to_record, to_rejected};
 use crate::source::BoxFuture;
 
 /// The pause between two upstream requests unless configured: a backfill is a bulk job
@@ -602,13 +599,6 @@ impl Job<'_> {
             };
             let n = page.record_count();
             let last = n < limit as usize;
-            let records: Vec<_> = page.events.iter().map(to_record).collect();
-            let rejected: Vec<_> = page
-                .rejected
-                .iter()
-                .map(|r| to_rejected(r, self.run_id))
-                .collect();
-            drop(page);
             events += n as u64;
             pages += 1;
             let done = last.then(|| WindowDone {
@@ -618,27 +608,17 @@ impl Job<'_> {
                 pages,
                 run_id: Some(self.run_id),
             });
-            // Like the sync loop: a run that lost the cluster lock writes nothing more.
-            self.engine.check_lock(&self.holder).await?;
-            let res = {
-                let mut conn = self.conn().await?;
-                apply_window_page(
-                    &mut conn.db(),
-                    Some(self.run_id),
-                    &records,
-                    &rejected,
+            let res = self
+                .engine
+                .commit_page(
+                    self.run_id,
+                    &self.holder,
+                    page,
+                    &mut self.totals,
                     done.as_ref(),
                 )
-                .await
-                .map_err(|e| format!("database: {e}"))?
-            };
-            self.totals.add(&res.counts);
+                .await?;
             let totals = self.totals;
-            self.engine.inner.status.send_modify(|s| {
-                if let Some(c) = s.current.as_mut() {
-                    c.counts = totals;
-                }
-            });
             log::debug!(
                 "run {}: window {a} .. {b}, page at offset {offset}: {}",
                 self.run_id,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use quake_store::pool::LockHolder;
-use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs, write};
+use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs};
 use serde::Serialize;
 use tokio::sync::{OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
@@ -402,6 +402,49 @@ impl Engine {
         }
     }
 
+    /// Writes one fetched page for run `run_id` (with `done`, also marks its backfill window
+    /// done in the same transaction), unless the run lost the cluster lock; adds its counts
+    /// to `totals` and publishes them. The sync loop and the backfill loop both commit
+    /// through here.
+    pub(crate) async fn commit_page(
+        &self,
+        run_id: i64,
+        holder: &Option<LockHolder>,
+        page: quake_api::Page,
+        totals: &mut RunCounts,
+        done: Option<&quake_store::backfill::WindowDone>,
+    ) -> Result<quake_store::PageResult, String> {
+        let records: Vec<_> = page.events.iter().map(to_record).collect();
+        let rejected: Vec<_> = page
+            .rejected
+            .iter()
+            .map(|r| to_rejected(r, run_id))
+            .collect();
+        drop(page);
+        // A run that lost the cluster lock writes nothing more.
+        self.check_lock(holder).await?;
+        let res = {
+            let mut conn = self.inner.store.conn().await.map_err(|e| e.to_string())?;
+            quake_store::backfill::apply_window_page(
+                &mut conn.db(),
+                Some(run_id),
+                &records,
+                &rejected,
+                done,
+            )
+            .await
+            .map_err(|e| format!("database: {e}"))?
+        };
+        totals.add(&res.counts);
+        let published = *totals;
+        self.inner.status.send_modify(|s| {
+            if let Some(c) = s.current.as_mut() {
+                c.counts = published;
+            }
+        });
+        Ok(res)
+    }
+
     async fn run_pages(
         &self,
         run_id: i64,
@@ -456,35 +499,14 @@ impl Engine {
             let page_generated = page.generated.unwrap_or(run_start);
             generated = Some(generated.map_or(page_generated, |g| g.min(page_generated)));
             let n = page.record_count();
-            let records: Vec<_> = page.events.iter().map(to_record).collect();
-            let rejected: Vec<_> = page
-                .rejected
-                .iter()
-                .map(|r| to_rejected(r, run_id))
-                .collect();
-            drop(page);
-            self.check_lock(&holder)
+            let res = self
+                .commit_page(run_id, &holder, page, &mut totals, None)
                 .await
                 .map_err(|m| fail(m, totals))?;
-            let res = {
-                let mut conn = store
-                    .conn()
-                    .await
-                    .map_err(|e| fail(e.to_string(), totals))?;
-                write::apply_page(&mut conn.db(), Some(run_id), &records, &rejected)
-                    .await
-                    .map_err(|e| fail(format!("database: {e}"), totals))?
-            };
-            totals.add(&res.counts);
             log::debug!(
                 "run {run_id}: page at offset {offset} applied: {}",
                 summary(&res.counts)
             );
-            self.inner.status.send_modify(|s| {
-                if let Some(c) = s.current.as_mut() {
-                    c.counts = totals;
-                }
-            });
             offset += n as u64;
             if !source.is_paged() || n < batch as usize {
                 break;

@@ -60,7 +60,7 @@ impl Secret {
     /// The value with the secret part replaced by `***`.
     pub fn redacted(&self) -> String {
         if self.url {
-            redact_url(&self.value)
+            quake_core::redact_url(&self.value)
         } else {
             REDACTED.to_owned()
         }
@@ -77,57 +77,6 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
     }
-}
-
-/// Replaces the userinfo password and any `*password*` query parameter by `***`.
-fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let (scheme, rest) = url.split_at(scheme_end);
-    // The userinfo ends at the last '@' before the query, so an unencoded '/' or
-    // '@' in the password cannot leak it.
-    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (authority_path, tail) = rest.split_at(query_start);
-    let mut out = String::with_capacity(url.len());
-    out.push_str(scheme);
-    match authority_path.rfind('@') {
-        Some(at) => {
-            let (userinfo, host_path) = authority_path.split_at(at);
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    out.push_str(user);
-                    out.push(':');
-                    out.push_str(REDACTED);
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(host_path);
-        }
-        None => out.push_str(authority_path),
-    }
-    match tail.strip_prefix('?') {
-        Some(query) => {
-            let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
-            out.push('?');
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    out.push('&');
-                }
-                match pair.split_once('=') {
-                    Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
-                        out.push_str(name);
-                        out.push('=');
-                        out.push_str(REDACTED);
-                    }
-                    _ => out.push_str(pair),
-                }
-            }
-            out.push_str(fragment);
-        }
-        None => out.push_str(tail),
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------

@@ -5,10 +5,11 @@ use url::Url;
 
 use crate::error::ApiError;
 use crate::event::Page;
-use crate::http::{HttpCore, HttpOptions, parse_http_url, redact_url};
+use crate::http::{HttpCore, HttpOptions, parse_http_url};
 use crate::parse::{
     CountResponse, parse_emsc, parse_usgs_any, parse_usgs_collection, parse_usgs_count,
 };
+use quake_core::redact_parsed;
 
 /// Default USGS FDSN event query URL.
 pub const USGS_FDSN_QUERY_URL: &str = "https://earthquake.usgs.gov/fdsnws/event/1/query";
@@ -108,19 +109,19 @@ impl FdsnClient {
     pub fn new(query_url: &str, opts: HttpOptions) -> Result<Self, ApiError> {
         let query_url = parse_http_url(query_url)?;
         let mut count_url = query_url.join("count").map_err(|e| ApiError::InvalidUrl {
-            url: redact_url(&query_url),
+            url: redact_parsed(&query_url),
             reason: format!("cannot derive the count URL: {e}"),
         })?;
         count_url.set_query(query_url.query());
         Ok(FdsnClient {
             core: HttpCore::new(opts)?,
-            shown: redact_url(&query_url),
+            shown: redact_parsed(&query_url),
             query_url,
             count_url,
         })
     }
 
-    /// The query URL, redacted (no userinfo).
+    /// The query URL, redacted (no password, no secret query value).
     pub fn url(&self) -> &str {
         &self.shown
     }
@@ -135,7 +136,7 @@ impl FdsnClient {
         let url = self.query_url_for(q);
         match self.core.get(&url).await? {
             None => Ok(Page::default()),
-            Some(body) => parse_usgs_any(&body).map_err(|e| e.with_url(&redact_url(&url))),
+            Some(body) => parse_usgs_any(&body).map_err(|e| e.with_url(&redact_parsed(&url))),
         }
     }
 
@@ -147,7 +148,7 @@ impl FdsnClient {
                 count: 0,
                 max_allowed: None,
             }),
-            Some(body) => parse_usgs_count(&body).map_err(|e| e.with_url(&redact_url(&url))),
+            Some(body) => parse_usgs_count(&body).map_err(|e| e.with_url(&redact_parsed(&url))),
         }
     }
 }
@@ -166,7 +167,7 @@ impl FeedClient {
         let url = parse_http_url(url)?;
         Ok(FeedClient {
             core: HttpCore::new(opts)?,
-            shown: redact_url(&url),
+            shown: redact_parsed(&url),
             url,
         })
     }
@@ -202,7 +203,7 @@ impl EmscClient {
         let query_url = parse_http_url(query_url)?;
         Ok(EmscClient {
             core: HttpCore::new(opts)?,
-            shown: redact_url(&query_url),
+            shown: redact_parsed(&query_url),
             query_url,
         })
     }
@@ -224,7 +225,7 @@ impl EmscClient {
         let url = self.query_url_for(q);
         match self.core.get(&url).await? {
             None => Ok(Page::default()),
-            Some(body) => parse_emsc(&body).map_err(|e| e.with_url(&redact_url(&url))),
+            Some(body) => parse_emsc(&body).map_err(|e| e.with_url(&redact_parsed(&url))),
         }
     }
 }
@@ -311,7 +312,10 @@ mod tests {
             HttpOptions::default(),
         )
         .unwrap();
-        assert_eq!(c.url(), "https://earthquake.usgs.gov/fdsnws/event/1/query");
+        assert_eq!(
+            c.url(),
+            "https://u:***@earthquake.usgs.gov/fdsnws/event/1/query"
+        );
         assert_eq!(c.count_url.path(), "/fdsnws/event/1/count");
         let t = Utc.with_ymd_and_hms(2021, 7, 20, 14, 23, 0).unwrap()
             + chrono::Duration::milliseconds(999);

@@ -4,15 +4,15 @@ use std::time::Duration;
 
 /// Everything that can go wrong while talking to an upstream or reading what it sent.
 ///
-/// URLs carried by the variants are redacted: no userinfo (user/password) and no
-/// secret-looking query parameters.
+/// URLs carried by the variants are redacted by [`quake_core::redact_url`]: no password and
+/// no secret-looking query value.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The configured URL could not be parsed or is not http(s).
     #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {
-        /// The offending URL (userinfo removed as far as possible).
+        /// The offending URL, redacted.
         url: String,
         /// Why it was refused.
         reason: String,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use quake_core::redact_parsed;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, RETRY_AFTER};
 use url::Url;
@@ -80,60 +81,15 @@ impl HttpOptions {
     }
 }
 
-/// URL suitable for logs and errors: no userinfo, secret-looking query values replaced.
-pub fn redact_url(url: &Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let lk = k.to_ascii_lowercase();
-                let secret = [
-                    "token",
-                    "key",
-                    "secret",
-                    "password",
-                    "passwd",
-                    "auth",
-                    "credential",
-                ]
-                .iter()
-                .any(|w| lk.contains(w));
-                let v = if secret {
-                    "REDACTED".into()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
-}
-
-/// Best-effort redaction of a string that may not even parse as a URL.
-pub(crate) fn redact_str(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(u) => redact_url(&u),
-        Err(_) => match (raw.find("://"), raw.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}{}", &raw[..s + 3], &raw[at + 1..]),
-            _ => raw.to_owned(),
-        },
-    }
-}
-
 /// Parse and check an http(s) URL.
 pub(crate) fn parse_http_url(raw: &str) -> Result<Url, ApiError> {
     let url = Url::parse(raw.trim()).map_err(|e| ApiError::InvalidUrl {
-        url: redact_str(raw),
+        url: quake_core::redact_url(raw),
         reason: e.to_string(),
     })?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(ApiError::InvalidUrl {
-            url: redact_url(&url),
+            url: redact_parsed(&url),
             reason: format!(
                 "unsupported scheme {:?} (http or https expected)",
                 url.scheme()
@@ -142,7 +98,7 @@ pub(crate) fn parse_http_url(raw: &str) -> Result<Url, ApiError> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ApiError::InvalidUrl {
-            url: redact_url(&url),
+            url: redact_parsed(&url),
             reason: "no host".to_owned(),
         });
     }
@@ -177,7 +133,7 @@ impl HttpCore {
 
     /// GET `url`, with retries. `Ok(None)` means 204 No Content.
     pub(crate) async fn get(&self, url: &Url) -> Result<Option<Vec<u8>>, ApiError> {
-        let shown = redact_url(url);
+        let shown = redact_parsed(url);
         let mut retry = 0u32;
         loop {
             log::debug!("GET {shown}");
@@ -328,18 +284,6 @@ fn describe(e: reqwest::Error) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn redaction() {
-        let u = Url::parse("https://user:pw@example.com/q?a=1&api_key=s3cr3t").unwrap();
-        let r = redact_url(&u);
-        assert!(
-            !r.contains("pw") && !r.contains("user") && !r.contains("s3cr3t"),
-            "{r}"
-        );
-        assert!(r.contains("a=1"));
-        assert_eq!(redact_str("ht tp://u:p@x"), "ht tp://x");
-    }
 
     #[test]
     fn backoff_bounds() {

@@ -2,7 +2,7 @@
 //!
 //! Layering: diesel's `QueryResult` inside persistence functions; [`StoreError`] at the
 //! crate's edges (connecting, pooling, migrating, locking). Messages never contain the
-//! database password: URLs are shown through [`crate::redact_url`].
+//! database password: URLs are shown through [`quake_core::redact_url`].
 
 /// Everything that can go wrong in quake-store.
 #[non_exhaustive]

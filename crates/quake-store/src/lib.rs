@@ -24,9 +24,7 @@ pub use models::{
     Earthquake, EventRecord, NewRejected, RejectedRecord, RunCounts, StoredVersion, SyncRun,
     SyncState,
 };
-pub use pool::{
-    Backend, DbConn, PoolState, PooledConn, SqliteConn, Store, StoreOptions, redact_url,
-};
+pub use pool::{Backend, DbConn, PoolState, PooledConn, SqliteConn, Store, StoreOptions};
 pub use read::CatalogueCounts;
 pub use types::Ts;
 pub use write::{Outcome, PageResult, WriteMode};

@@ -17,6 +17,8 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
+use quake_core::redact_url;
+
 use crate::error::{Result, StoreError};
 use crate::tls::{SslMode, client_config, parse_pg_url};
 
@@ -62,19 +64,6 @@ impl Default for StoreOptions {
             statement_timeout: Duration::from_secs(60),
             application_name: "quakesync".into(),
         }
-    }
-}
-
-/// Hides the password of a database URL: `postgres://user:***@host/db`.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) if raw.contains('@') => "<unparseable URL with credentials>".into(),
-        Err(_) => raw.to_string(),
     }
 }
 

@@ -32,7 +32,7 @@ pub enum SslMode {
 /// Splits a PostgreSQL URL into the URL tokio-postgres understands and the TLS mode.
 pub fn parse_pg_url(raw: &str) -> Result<(String, SslMode), StoreError> {
     let mut url = url::Url::parse(raw)
-        .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", crate::redact_url(raw))))?;
+        .map_err(|e| StoreError::InvalidUrl(format!("{}: {e}", quake_core::redact_url(raw))))?;
     let mut mode = None;
     let mut root = None;
     let mut kept = Vec::new();

@@ -1,6 +1,7 @@
 //! Process faults through the real binary (issue 9): `quakesync sync` killed with SIGKILL
 //! between pages and inside a page's transaction; a pool of one connection exhausted under
-//! load; two `serve` processes on one PostgreSQL database whose runs never overlap.
+//! load; two `serve` processes on one PostgreSQL database whose runs never overlap; two
+//! processes on one SQLite file (issue 13), kept apart by the file lock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../crates/sync-engine/tests/common/mod.rs"]
@@ -101,6 +102,95 @@ async fn sigkill_between_pages_postgres() {
         return;
     };
     killed_between_pages(db).await;
+}
+
+/// SQLite, two processes on one host: while a `quakesync sync` holds the file lock (its
+/// first page held at the upstream's gate), a second `quakesync sync` exits 75 with the
+/// usual warning and asks nothing upstream, and a `quakesync serve` answers `POST /sync`
+/// with 409 naming the other process's run. SIGKILL the holder: the OS frees the lock at
+/// once, and the next run marks the dead one abandoned and completes the catalogue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_processes_never_sync_at_once() {
+    let db = TestDb::sqlite();
+    let cat = Catalogue::from_fixture(FIXTURE);
+    let mock = FdsnMock::new(cat.clone());
+    let gate = mock.hold_query(1);
+    let server = fdsn_server(mock.clone()).await;
+    db.store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut holder = quakesync(dir.path(), &db.url, &server.uri())
+        .args(["sync", "--no-migrate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    gate.arrived().await; // the holder has the lock and its run row, page 1 is in flight
+    let runs = all_runs(&db.url).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let held_run = runs[0].id;
+
+    let second = quakesync(dir.path(), &db.url, &server.uri())
+        .args(["sync", "--no-migrate"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("Sync already in progress, skipping this run"),
+        "{err}"
+    );
+
+    let mut cmd = quakesync(dir.path(), &db.url, &server.uri());
+    cmd.env("QUAKESYNC_SYNC_ENABLED", "false");
+    let mut serve = Serve::start(cmd, dir.path(), "sqlite-serve");
+    serve.wait_ready().await;
+    let (status, body) = http(serve.port, "POST", "/sync", Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &body),
+        (
+            409,
+            &json!({"status": "already_running", "run_id": held_run})
+        ),
+        "{}",
+        serve.log()
+    );
+    let (_, st) = http(serve.port, "GET", "/sync-status", None).await.unwrap();
+    assert_eq!(st["protection"]["lock_scope"], "host", "{st}");
+    assert_eq!(serve.terminate(), Some(0), "{}", serve.log());
+    assert_eq!(
+        mock.queries.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the holder asked for a page"
+    );
+    assert_eq!(
+        all_runs(&db.url).await.len(),
+        1,
+        "no run row for the skipped ones"
+    );
+
+    signal(holder.id(), "KILL");
+    let _ = holder.wait();
+    gate.open(); // the mock's thread answers the dead process and is free again
+    let out = quakesync(dir.path(), &db.url, &server.uri())
+        .args(["sync", "--no-migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the OS freed the dead holder's lock at once: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = all_runs(&db.url).await;
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.id, r.status.as_str()))
+            .collect::<Vec<_>>(),
+        [(held_run, "abandoned"), (held_run + 1, "succeeded")]
+    );
+    assert_eq!(catalogue(&db.url).await, expected(&cat.features));
 }
 
 async fn pg(url: &str) -> tokio_postgres::Client {

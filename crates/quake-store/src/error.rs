@@ -26,6 +26,10 @@ pub enum StoreError {
     /// The TLS configuration could not be built (bad CA file, ...).
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The SQLite lock file could not be opened or locked (not "held by another": that is
+    /// `Ok(None)`).
+    #[error("sync lock: {0}")]
+    Lock(String),
     /// The operation is not available on this backend.
     #[error("{0} is not supported on the {1} backend")]
     Unsupported(&'static str, &'static str),

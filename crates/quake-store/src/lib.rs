@@ -19,7 +19,7 @@ pub mod write;
 
 pub use diesel::result as diesel_error;
 pub use error::{Result, StoreError};
-pub use lock::ClusterLock;
+pub use lock::{ClusterLock, LockScope};
 pub use models::{
     Earthquake, EventRecord, NewRejected, RejectedRecord, RunCounts, StoredVersion, SyncRun,
     SyncState,

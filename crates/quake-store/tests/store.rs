@@ -361,6 +361,96 @@ async fn cluster_lock_freed_when_the_holding_process_dies() {
 }
 
 #[tokio::test]
+async fn sqlite_lock_is_exclusive_across_stores_and_freed_on_drop() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    // A second store on the same file stands for a second process: the file lock belongs
+    // to an open file, not to a process, so two stores of one process exclude each other.
+    let other = Store::connect(&db.url, Default::default()).await.unwrap();
+    let first = store
+        .try_sync_lock()
+        .await
+        .unwrap()
+        .expect("first holder gets the lock");
+    assert!(!first.is_cluster_wide());
+    assert_eq!(first.scope(), quake_store::LockScope::Host);
+    let path = quake_store::lock::sqlite_lock_path(
+        quake_store::pool::sqlite_path(&db.url).unwrap(),
+        quake_store::lock::SYNC_LOCK_KEY,
+    );
+    assert!(
+        path.to_string_lossy().ends_with(".sync.lock"),
+        "{}",
+        path.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        std::process::id().to_string(),
+        "the lock file names its holder"
+    );
+    assert!(
+        other.try_sync_lock().await.unwrap().is_none(),
+        "second holder refused"
+    );
+    assert!(
+        store.try_sync_lock().await.unwrap().is_none(),
+        "the holder's own store is refused a second lock too"
+    );
+    drop(first); // closes the file: no waiting, the OS frees the lock at once
+    let again = other
+        .try_sync_lock()
+        .await
+        .unwrap()
+        .expect("lock freed when its holder dropped it");
+    again.release().await.unwrap();
+    assert!(store.try_sync_lock().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_lock_freed_when_the_holding_process_dies() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let path = quake_store::lock::sqlite_lock_path(
+        quake_store::pool::sqlite_path(&db.url).unwrap(),
+        quake_store::lock::SYNC_LOCK_KEY,
+    );
+    // Another process takes the same exclusive lock (util-linux flock(1), the same
+    // flock(2) call; --no-fork: the process that holds it is the one killed) and signals
+    // through a file once it holds it.
+    let held = path.with_extension("held");
+    let Ok(mut child) = std::process::Command::new("flock")
+        .arg("--exclusive")
+        .arg("--no-fork")
+        .arg(&path)
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("touch '{}' && exec sleep 600", held.display()))
+        .spawn()
+    else {
+        quake_store::testing::skip_or_fail(
+            "sqlite_lock_freed_when_the_holding_process_dies",
+            "flock(1) (util-linux) is not installed",
+        );
+        return;
+    };
+    // Waiting for the child to say so is an event, not a race: no bound on how long it takes.
+    while !held.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "flock exited early");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        store.try_sync_lock().await.unwrap().is_none(),
+        "the other process holds the lock"
+    );
+    child.kill().unwrap(); // SIGKILL: no chance to unlock
+    child.wait().unwrap();
+    assert!(
+        store.try_sync_lock().await.unwrap().is_some(),
+        "the OS freed the dead process's lock at once"
+    );
+}
+
+#[tokio::test]
 async fn concurrent_migrations_both_succeed() {
     let Some(db) = TestDb::postgres("concurrent_migrations").await else {
         return;

@@ -92,7 +92,7 @@ async fn every_endpoint_answers_the_spec_shape() {
         json!({
             "duplicate_prevention": "enabled",
             "lock_based": true,
-            "lock_scope": "process",
+            "lock_scope": "host",
             "resource_management": "active",
         })
     );

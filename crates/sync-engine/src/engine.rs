@@ -144,10 +144,13 @@ impl Drop for StatusReset {
 
 impl Engine {
     pub fn new(store: Store, source: Arc<dyn Source>, config: EngineConfig) -> Engine {
+        // The reach of the lock a run takes (SPEC section 2): PostgreSQL's advisory lock
+        // spans every replica, SQLite's file lock the processes of one host.
         let lock_scope = match store.backend() {
-            quake_store::Backend::Postgres => "cluster",
-            quake_store::Backend::Sqlite => "process",
-        };
+            quake_store::Backend::Postgres => quake_store::LockScope::Cluster,
+            quake_store::Backend::Sqlite => quake_store::LockScope::Host,
+        }
+        .as_str();
         let snapshot = StatusSnapshot {
             source_kind: source.kind().to_string(),
             source_url: source.url().to_string(),
@@ -348,9 +351,7 @@ impl Engine {
                 summary(&counts)
             ),
         }
-        if p.lock.is_cluster_wide()
-            && let Err(e) = p.lock.release().await
-        {
+        if let Err(e) = p.lock.release().await {
             log::warn!("Releasing the sync lock failed ({e}); closing its connection frees it");
         }
         let now = Utc::now();

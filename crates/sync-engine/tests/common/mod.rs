@@ -1,6 +1,11 @@
 //! A mock upstream for the engine's tests: a real FDSN event service over a fixture
 //! (`starttime`, `endtime`, `updatedafter`, `orderby`, `limit`, 1-based `offset`,
 //! `includedeleted`), and a summary feed serving a file as is. Nothing leaves loopback.
+//!
+//! [`Gate`]s replace sleeps: the mock holds a chosen query request at a gate until the test
+//! opens it, and answers from the catalogue as it is then (so a test can change the
+//! upstream "between two pages" at a point it controls, or kill a process while a page is
+//! in flight).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -49,10 +54,59 @@ fn parse_fdsn_time(s: &str) -> i64 {
         .unwrap_or_else(|_| panic!("mock upstream: bad time {s}"))
 }
 
+/// A gate one upstream request waits at until the test opens it. The wait blocks the mock
+/// server's thread (wiremock answers from a thread of its own), so other requests to the
+/// same server wait too; a gate never opened lets its request through after ten minutes,
+/// so a forgotten gate cannot hang a test run for ever.
+pub struct Gate {
+    arrived: tokio::sync::watch::Sender<bool>,
+    open: (Mutex<bool>, std::sync::Condvar),
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            arrived: tokio::sync::watch::channel(false).0,
+            open: (Mutex::new(false), std::sync::Condvar::new()),
+        })
+    }
+
+    /// Waits until the request has reached the gate (the requests before it are answered).
+    pub async fn arrived(&self) {
+        let mut rx = self.arrived.subscribe();
+        rx.wait_for(|a| *a).await.expect("gate sender lives");
+    }
+
+    /// Whether the request has reached the gate.
+    pub fn has_arrived(&self) -> bool {
+        *self.arrived.borrow()
+    }
+
+    /// Lets the request through (and every later one that meets this gate).
+    pub fn open(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+
+    /// Called by the mock: says the request arrived, then blocks until the gate opens.
+    fn pass(&self) {
+        self.arrived.send_replace(true);
+        let (lock, cv) = &self.open;
+        let guard = lock.lock().unwrap();
+        let _ = cv
+            .wait_timeout_while(guard, Duration::from_secs(600), |open| !*open)
+            .unwrap();
+    }
+}
+
 /// The FDSN event service semantics this project relies on.
 #[derive(Clone)]
 pub struct FdsnMock {
     pub catalogue: Arc<Mutex<Catalogue>>,
+    /// Gates by query request number (1-based, `query` requests only, retries included).
+    pub gates: Arc<Mutex<HashMap<usize, Arc<Gate>>>>,
+    /// `query` requests answered or held so far.
+    pub queries: Arc<std::sync::atomic::AtomicUsize>,
     /// Extra delay before answering the request with this offset (slow pages).
     pub delay_at_offset: Arc<Mutex<HashMap<u64, Duration>>>,
     /// The search limit (USGS: 20000): a `count` over it, or a query whose result
@@ -71,6 +125,8 @@ impl FdsnMock {
     pub fn new(c: Catalogue) -> FdsnMock {
         FdsnMock {
             catalogue: Arc::new(Mutex::new(c)),
+            gates: Arc::default(),
+            queries: Arc::default(),
             delay_at_offset: Arc::default(),
             cap: Arc::default(),
             count_400_over_cap: Arc::default(),
@@ -83,6 +139,13 @@ impl FdsnMock {
     pub fn with_cap(self, cap: u64) -> FdsnMock {
         *self.cap.lock().unwrap() = Some(cap);
         self
+    }
+
+    /// Holds the `n`th query request (1-based, counted from the mock's start) at a new gate.
+    pub fn hold_query(&self, n: usize) -> Arc<Gate> {
+        let gate = Gate::new();
+        self.gates.lock().unwrap().insert(n, gate.clone());
+        gate
     }
 
     /// Makes every request after the next `n` fail with 500 (`None`: never).
@@ -165,6 +228,14 @@ impl Respond for FdsnMock {
         }
         if req.url.path().ends_with("/count") {
             return self.count(&q);
+        }
+        let n = self
+            .queries
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let gate = self.gates.lock().unwrap().get(&n).cloned();
+        if let Some(gate) = gate {
+            gate.pass(); // the answer below reads the catalogue as it is once the gate opens
         }
         let (hits, generated_ms) = self.matching(&q);
         let given_limit: Option<usize> = q.get("limit").and_then(|l| l.parse().ok());

@@ -70,6 +70,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         overlap: Duration::from_secs(config.sync.overlap_secs),
         start_time: config.source.start_time,
         min_magnitude: config.source.min_magnitude,
+        max_pages: config.sync.max_pages,
         ..EngineConfig::default()
     }
 }

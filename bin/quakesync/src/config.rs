@@ -123,6 +123,8 @@ pub struct SyncConfig {
     pub max_retries: u32,
     pub http_timeout_secs: u64,
     pub max_response_mb: u64,
+    /// Hard ceiling on upstream page requests per run (and per backfill window).
+    pub max_pages: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -203,6 +205,7 @@ impl Default for Config {
                 max_retries: 3,
                 http_timeout_secs: 30,
                 max_response_mb: 64,
+                max_pages: sync_engine::DEFAULT_MAX_PAGES,
             },
         }
     }
@@ -275,7 +278,7 @@ impl Config {
             out,
             "\n[sync]\nenabled = {}\ninterval_secs = {}\nstartup_delay_secs = {}\n\
              batch_size = {}\noverlap_secs = {}\nmax_retries = {}\n\
-             http_timeout_secs = {}\nmax_response_mb = {}\n",
+             http_timeout_secs = {}\nmax_response_mb = {}\nmax_pages = {}\n",
             sync.enabled,
             sync.interval_secs,
             sync.startup_delay_secs,
@@ -284,6 +287,7 @@ impl Config {
             sync.max_retries,
             sync.http_timeout_secs,
             sync.max_response_mb,
+            sync.max_pages,
         );
         out
     }
@@ -343,11 +347,12 @@ enum Key {
     MaxRetries,
     HttpTimeoutSecs,
     MaxResponseMb,
+    MaxPages,
 }
 
 impl Key {
     /// (key, dotted TOML path, environment variable)
-    const TABLE: [(Key, &'static str, &'static str); 16] = [
+    const TABLE: [(Key, &'static str, &'static str); 17] = [
         (Key::DatabaseUrl, "database.url", "DATABASE_URL"),
         (
             Key::PoolSize,
@@ -392,6 +397,7 @@ impl Key {
             "sync.max_response_mb",
             "QUAKESYNC_MAX_RESPONSE_MB",
         ),
+        (Key::MaxPages, "sync.max_pages", "QUAKESYNC_MAX_PAGES"),
     ];
 
     fn path(self) -> &'static str {
@@ -598,6 +604,7 @@ impl Builder {
             Key::MaxRetries => c.sync.max_retries = uint32(raw, 0..=u32::MAX)?,
             Key::HttpTimeoutSecs => c.sync.http_timeout_secs = uint(raw, 1..=u64::MAX)?,
             Key::MaxResponseMb => c.sync.max_response_mb = uint(raw, 1..=u64::MAX)?,
+            Key::MaxPages => c.sync.max_pages = uint(raw, 1..=u64::MAX)?,
         }
         Ok(())
     }
@@ -812,6 +819,7 @@ mod tests {
                 max_retries: 3,
                 http_timeout_secs: 30,
                 max_response_mb: 64,
+                max_pages: 10_000,
             }
         );
         Ok(())
@@ -898,10 +906,12 @@ mod tests {
                 ("QUAKESYNC_SYNC_ENABLED", "false"),
                 ("QUAKESYNC_START_TIME", "2024-05-01T12:00:00+02:00"),
                 ("QUAKESYNC_OVERLAP_SECS", ""), // empty counts as unset
+                ("QUAKESYNC_MAX_PAGES", "50"),
             ],
             &Overrides::default(),
         )?;
         assert_eq!(config.sync.batch_size, 700);
+        assert_eq!(config.sync.max_pages, 50);
         assert_eq!(config.sync.interval_secs, 60);
         assert_eq!(config.sync.overlap_secs, 300);
         assert!(!config.sync.enabled);
@@ -1026,6 +1036,11 @@ mod tests {
                 Some("[sync]\nbatch_size = \"100\"\n"),
                 &[],
                 "invalid value for sync.batch_size in ",
+            ),
+            (
+                None,
+                &[("QUAKESYNC_MAX_PAGES", "0")],
+                "invalid value for sync.max_pages (QUAKESYNC_MAX_PAGES): 0 is below the minimum 1",
             ),
             (
                 None,

@@ -563,8 +563,12 @@ impl Job<'_> {
         let mut offset: u64 = 1;
         let mut events: u64 = 0;
         let mut pages: i64 = 0;
+        let max_pages = self.engine.inner.config.max_pages;
         loop {
             self.check_shutdown()?;
+            if pages as u64 >= max_pages {
+                return Err(crate::engine::ceiling_reached(pages as u64, max_pages));
+            }
             self.pacer.wait(self.engine).await;
             self.check_shutdown()?;
             let q = FdsnQuery {

@@ -28,7 +28,13 @@ pub struct EngineConfig {
     pub initial_lookback: Duration,
     /// `source.min_magnitude`.
     pub min_magnitude: Option<f64>,
+    /// Hard ceiling on upstream page requests per run and per backfill window
+    /// (`sync.max_pages`): a run that reaches it fails, keeping what it committed.
+    pub max_pages: u64,
 }
+
+/// The default of [`EngineConfig::max_pages`]: a million events in pages of 100.
+pub const DEFAULT_MAX_PAGES: u64 = 10_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -38,6 +44,7 @@ impl Default for EngineConfig {
             start_time: None,
             initial_lookback: Duration::from_secs(24 * 3600),
             min_magnitude: None,
+            max_pages: DEFAULT_MAX_PAGES,
         }
     }
 }
@@ -477,10 +484,15 @@ impl Engine {
         let batch = cfg.batch_size.max(1);
         let mut offset: u64 = 1;
         let mut generated: Option<DateTime<Utc>> = None;
+        let mut requested: u64 = 0;
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return Err(fail("interrupted by shutdown".into(), totals));
             }
+            if requested >= cfg.max_pages {
+                return Err(fail(ceiling_reached(requested, cfg.max_pages), totals));
+            }
+            requested += 1;
             let req = PageRequest {
                 starttime: Some(start_time),
                 endtime: None,
@@ -536,6 +548,13 @@ impl Engine {
             .send_modify(|s| s.cursor = Some(new_cursor));
         Ok(totals)
     }
+}
+
+/// The error of a run (or backfill window) that reached `sync.max_pages`.
+pub(crate) fn ceiling_reached(requested: u64, max: u64) -> String {
+    format!(
+        "stopped after {requested} page requests, the ceiling of sync.max_pages = {max}: the upstream kept answering full pages; raise sync.max_pages (or sync.batch_size) if the catalogue really is that large"
+    )
 }
 
 /// Why a run failed, with the counts of the pages it committed before.

@@ -12,7 +12,8 @@ pub use backfill::{
     ProgressFn,
 };
 pub use engine::{
-    Engine, EngineConfig, EngineError, StartOutcome, SyncOutcome, Trigger, summary, summary_line,
+    DEFAULT_MAX_PAGES, Engine, EngineConfig, EngineError, StartOutcome, SyncOutcome, Trigger,
+    summary, summary_line,
 };
 pub use scheduler::{Scheduler, SchedulerHandle, TickOutcome};
 pub use source::{BoxFuture, EmscSource, FdsnSource, FeedSource, PageRequest, Source};

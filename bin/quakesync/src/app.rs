@@ -79,7 +79,7 @@ pub async fn engine(config: &Config, migrate: bool) -> Result<Engine, String> {
     engine_with_source(config, migrate, source(config)?).await
 }
 
-/// The engine over a given source (`serve` wraps the configured one to count requests).
+/// The engine over a given source (`backfill` gives its own FDSN client).
 pub async fn engine_with_source(
     config: &Config,
     migrate: bool,

@@ -192,7 +192,7 @@ async fn main() {
         SchedulerHandle::disabled(Duration::from_secs(600), Duration::from_secs(30)),
     );
     let app = actix_web::test::init_service(
-        actix_web::App::new().configure(move |cfg| status_http::configure(cfg, state.clone())),
+        actix_web::App::new().configure(move |cfg| status_http::configure_app(cfg, state.clone())),
     )
     .await;
 

@@ -1,14 +1,15 @@
 //! `GET /`: a small server-rendered dashboard for people (SPEC section 6): the state, the
 //! scheduler and its next run, the last 20 runs with their counts and durations, an inline
 //! SVG chart of durations and records per run, and the latest 50 events. No scripts, no
-//! external assets; it refreshes itself every 30 s. Every string that comes from the data
+//! external assets; it refreshes itself every 30 s. Its links are relative (`./health`), so
+//! they resolve under whatever scope the surface is mounted in. Every string that comes from the data
 //! (place names are untrusted upstream text) is HTML-escaped, and the page is served with a
 //! Content-Security-Policy that allows no script at all.
 
 use std::fmt::Write as _;
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use quake_store::query::{EventQuery, OrderBy};
 use quake_store::{CatalogueCounts, Earthquake, SyncRun};
@@ -438,10 +439,19 @@ fn render(
     }
     let _ = write!(
         h,
-        r#"</tbody></table></section></main><footer>Generated {} · refreshes every {REFRESH_SECS} s · <a href="/health">health</a> · <a href="/sync-status">sync status</a> · <a href="/metrics">metrics</a> · <a href="/fdsnws/event/1/query?limit=100">events as GeoJSON</a></footer></body></html>"#,
+        r#"</tbody></table></section></main><footer>Generated {} · refreshes every {REFRESH_SECS} s · <a href="./health">health</a> · <a href="./sync-status">sync status</a> · <a href="./metrics">metrics</a> · <a href="./fdsnws/event/1/query?limit=100">events as GeoJSON</a></footer></body></html>"#,
         esc(&when(Some(now)))
     );
     h
+}
+
+/// `GET` of a scope's own path without its slash (`/quakes`): a redirect to `quakes/`, the
+/// dashboard, where its relative links resolve under the scope.
+pub(crate) async fn to_dashboard(req: HttpRequest) -> HttpResponse {
+    let last = req.path().rsplit('/').next().unwrap_or_default();
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, format!("{last}/")))
+        .finish()
 }
 
 /// `GET /`.

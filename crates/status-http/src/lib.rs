@@ -12,10 +12,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
-use sync_engine::{Engine, SchedulerHandle};
+use sync_engine::{Engine, SchedulerHandle, SyncService};
 
 pub use error::HttpError;
-pub use metrics::{Metrics, UpstreamCounter, UpstreamOutcome};
+pub use metrics::Metrics;
 
 /// How long `/health`, `/health/ready` and `/metrics` wait for the database.
 pub const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,10 +23,10 @@ pub const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `/sync-runs` waits for the database.
 pub const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Largest request body accepted (no endpoint takes one today).
+/// Largest request body accepted (`POST /sync` takes none: a larger one is refused with 413).
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 
-/// Everything the handlers need. Cheap to clone; give one to [`configure`].
+/// Everything the handlers need. Cheap to clone; give one to [`configure`] or [`configure_app`].
 #[derive(Clone)]
 pub struct AppState {
     engine: Engine,
@@ -53,6 +53,11 @@ impl AppState {
             started: Instant::now(),
             migrations_ok: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// State for a running [`SyncService`]: its engine and its scheduler.
+    pub fn for_service(service: &SyncService) -> AppState {
+        AppState::new(service.engine().clone(), service.scheduler().clone())
     }
 
     /// The bearer token `POST /sync` requires; `None` or an empty token disables it.
@@ -84,41 +89,21 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
-
-    /// The counter of upstream requests behind `quakesync_upstream_requests_total`.
-    pub fn upstream_counter(&self) -> UpstreamCounter {
-        self.metrics.upstream_counter()
-    }
 }
 
-/// Mounts the whole surface into an actix `App` (or a scope):
-/// `App::new().configure(|cfg| status_http::configure(cfg, state.clone()))`.
+/// Mounts the surface's routes into an actix `App` or into any `web::scope` of one:
+/// `web::scope("/quakes").configure(|cfg| status_http::configure(cfg, state.clone()))`.
 ///
-/// Also sets JSON error handlers for actix's query, path and JSON extractors, a small body
-/// limit, and a JSON 404 for unknown routes.
+/// It adds its routes and nothing else: each resource carries its own state, its own JSON
+/// error handlers for actix's query and path extractors and its own JSON 405; no app-wide
+/// data, extractor config or default service is set, so the host's routes, 404, extractor
+/// configs and body limits stay as they are. The dashboard's links are relative, so they
+/// resolve under whatever prefix the surface is mounted at. For an app of its own (a JSON
+/// 404 for every other path too), use [`configure_app`].
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
-    cfg.app_data(web::Data::new(state))
-        .app_data(web::QueryConfig::default().error_handler(|e, _req| {
-            HttpError::BadRequest(format!("invalid query string: {e}")).into()
-        }))
-        .app_data(
-            web::PathConfig::default().error_handler(|e, _req| {
-                HttpError::BadRequest(format!("invalid path: {e}")).into()
-            }),
-        )
-        .app_data(
-            web::JsonConfig::default()
-                .limit(MAX_BODY_BYTES)
-                .error_handler(|e, _req| match e {
-                    actix_web::error::JsonPayloadError::OverflowKnownLength { .. }
-                    | actix_web::error::JsonPayloadError::Overflow { .. } => {
-                        HttpError::PayloadTooLarge.into()
-                    }
-                    other => HttpError::BadRequest(format!("invalid JSON body: {other}")).into(),
-                }),
-        )
-        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .service(resource("/health").route(web::get().to(health::health)))
+    let data = web::Data::new(state);
+    let resource = |path: &str| resource(path, &data);
+    cfg.service(resource("/health").route(web::get().to(health::health)))
         .service(resource("/health/live").route(web::get().to(health::live)))
         .service(resource("/health/ready").route(web::get().to(health::ready)))
         .service(resource("/sync-status").route(web::get().to(sync::sync_status)))
@@ -128,12 +113,33 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/fdsnws/event/1/query").route(web::get().to(read_api::query)))
         .service(resource("/fdsnws/event/1/count").route(web::get().to(read_api::count)))
         .service(resource("/").route(web::get().to(dashboard::dashboard)))
-        .default_service(web::to(not_found));
+        // Inside a scope, `/quakes` (no slash) leads to the dashboard at `/quakes/`, where
+        // its relative links resolve. At the root this path is `/`, taken just above.
+        .service(resource("").route(web::get().to(dashboard::to_dashboard)));
 }
 
-/// A resource whose wrong methods get a JSON 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// The surface as an app of its own, what `quakesync serve` runs: [`configure`] plus a JSON
+/// 404 for every other path, as the app's default service. A host app with routes of its
+/// own uses [`configure`] and keeps its own default service.
+pub fn configure_app(cfg: &mut web::ServiceConfig, state: AppState) {
+    configure(cfg, state);
+    cfg.default_service(web::to(not_found));
+}
+
+/// One of the surface's resources: its state, JSON errors for bad query strings and paths,
+/// and a JSON 405 for wrong methods, all its own.
+fn resource(path: &str, data: &web::Data<AppState>) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(data.clone())
+        .app_data(web::QueryConfig::default().error_handler(|e, _req| {
+            HttpError::BadRequest(format!("invalid query string: {e}")).into()
+        }))
+        .app_data(
+            web::PathConfig::default().error_handler(|e, _req| {
+                HttpError::BadRequest(format!("invalid path: {e}")).into()
+            }),
+        )
+        .default_service(web::to(method_not_allowed))
 }
 
 /// The JSON 404 for unknown routes; an embedder with its own routes can reuse it.

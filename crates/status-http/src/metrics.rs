@@ -4,7 +4,8 @@
 //! up to date at each scrape; counters only ever grow by the difference). The pool gauge
 //! reads the store's pool; the catalogue gauges query the database with a short timeout and
 //! keep their last values when it does not answer. `quakesync_upstream_requests_total`
-//! counts what the embedder reports through an [`UpstreamCounter`].
+//! follows the engine's own count of its upstream requests
+//! ([`Engine::upstream_requests`](sync_engine::Engine::upstream_requests)).
 
 use std::sync::Mutex;
 
@@ -13,7 +14,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
-use sync_engine::StatusSnapshot;
+use sync_engine::{StatusSnapshot, UpstreamCounts, UpstreamOutcome};
 
 use crate::{AppState, HttpError};
 
@@ -30,52 +31,6 @@ pub const RECORD_OUTCOMES: [&str; 7] = [
 
 /// Run statuses of `quakesync_sync_runs_total{status}`.
 pub const RUN_STATUSES: [&str; 2] = ["succeeded", "failed"];
-
-/// How one upstream request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamOutcome {
-    Success,
-    /// A non-success HTTP status.
-    HttpError,
-    Timeout,
-    ConnectError,
-    /// A body that is not the JSON it should be, or too large.
-    InvalidBody,
-    /// Any other failure.
-    Error,
-}
-
-impl UpstreamOutcome {
-    pub const ALL: [UpstreamOutcome; 6] = [
-        UpstreamOutcome::Success,
-        UpstreamOutcome::HttpError,
-        UpstreamOutcome::Timeout,
-        UpstreamOutcome::ConnectError,
-        UpstreamOutcome::InvalidBody,
-        UpstreamOutcome::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpstreamOutcome::Success => "success",
-            UpstreamOutcome::HttpError => "http_error",
-            UpstreamOutcome::Timeout => "timeout",
-            UpstreamOutcome::ConnectError => "connect_error",
-            UpstreamOutcome::InvalidBody => "invalid_body",
-            UpstreamOutcome::Error => "error",
-        }
-    }
-}
-
-/// Feeds `quakesync_upstream_requests_total{outcome}`. Cheap to clone.
-#[derive(Clone)]
-pub struct UpstreamCounter(IntCounterVec);
-
-impl UpstreamCounter {
-    pub fn record(&self, outcome: UpstreamOutcome) {
-        self.0.with_label_values(&[outcome.as_str()]).inc();
-    }
-}
 
 /// What the counters have already taken from the snapshot.
 #[derive(Default)]
@@ -216,8 +171,11 @@ impl Metrics {
         &self.registry
     }
 
-    pub fn upstream_counter(&self) -> UpstreamCounter {
-        UpstreamCounter(self.upstream.clone())
+    /// Brings the upstream request series up to the engine's counts.
+    fn observe_upstream(&self, counts: UpstreamCounts) {
+        for (outcome, n) in counts.iter() {
+            catch_up(&self.upstream.with_label_values(&[outcome.as_str()]), n);
+        }
     }
 
     /// Brings the run series up to the snapshot.
@@ -225,12 +183,6 @@ impl Metrics {
         let mut seen = match self.seen.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        let catch_up = |c: &IntCounter, target: u64| {
-            let now = c.get();
-            if target > now {
-                c.inc_by(target - now);
-            }
         };
         for (status, n) in &snap.runs_total {
             catch_up(&self.runs.with_label_values(&[status.as_str()]), *n);
@@ -306,9 +258,18 @@ impl Metrics {
     }
 }
 
+/// Raises a counter to `target` (counters only grow).
+fn catch_up(c: &IntCounter, target: u64) {
+    let now = c.get();
+    if target > now {
+        c.inc_by(target - now);
+    }
+}
+
 pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
     let m = &state.metrics;
     state.engine.with_status(|snap| m.observe_snapshot(snap));
+    m.observe_upstream(state.engine.upstream_requests());
     let store = state.engine.store();
     m.observe_pool(store.pool_state());
     let catalogue = crate::health::bounded(

@@ -339,7 +339,7 @@ impl Job<'_> {
 
     fn check_shutdown(&self) -> Result<(), String> {
         if self.engine.inner.shutdown.is_cancelled() {
-            Err("interrupted by shutdown".into())
+            Err(crate::service::INTERRUPTED.into())
         } else {
             Ok(())
         }
@@ -485,7 +485,9 @@ impl Job<'_> {
             self.pacer.wait(self.engine).await;
             self.check_shutdown()?;
             self.count_requests += 1;
-            let answer = self.source.count(&self.base_query(a, b)).await;
+            let answer = self
+                .engine
+                .observe(self.source.count(&self.base_query(a, b)).await);
             let count = match answer {
                 Ok(c) => {
                     if let Some(m) = c.max_allowed {
@@ -578,7 +580,7 @@ impl Job<'_> {
                 ..self.base_query(a, b)
             };
             self.query_requests += 1;
-            let page = match self.source.query(&q).await {
+            let page = match self.engine.observe(self.source.query(&q).await) {
                 Ok(p) => p,
                 Err(e) if exceeds_search_limit(&e) => {
                     let Some(mid) = midpoint(a, b) else {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::record::{to_record, to_rejected};
 use crate::source::{PageRequest, Source};
 use crate::status::{CurrentRun, StatusSnapshot};
+use crate::upstream::{UpstreamCounter, UpstreamCounts, UpstreamOutcome};
 
 /// What the engine needs to know; the binary fills it from configuration.
 #[derive(Debug, Clone)]
@@ -117,6 +118,7 @@ pub(crate) struct Inner {
     guard: Arc<tokio::sync::Mutex<()>>,
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) shutdown: CancellationToken,
+    upstream: UpstreamCounter,
 }
 
 /// What a started run holds until it ends: the run row, the in-process guard and the
@@ -174,6 +176,7 @@ impl Engine {
                 guard: Arc::new(tokio::sync::Mutex::new(())),
                 status,
                 shutdown: CancellationToken::new(),
+                upstream: UpstreamCounter::default(),
             }),
         }
     }
@@ -210,6 +213,21 @@ impl Engine {
     /// commits; the run is marked failed ("interrupted by shutdown") and the cursor stays.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.inner.shutdown.clone()
+    }
+
+    /// Upstream requests of this engine's syncs and backfills so far, by outcome (after
+    /// the client's retries): what `quakesync_upstream_requests_total` reports.
+    pub fn upstream_requests(&self) -> UpstreamCounts {
+        self.inner.upstream.snapshot()
+    }
+
+    /// Counts one upstream answer, and hands it back.
+    pub(crate) fn observe<T>(
+        &self,
+        res: Result<T, quake_api::ApiError>,
+    ) -> Result<T, quake_api::ApiError> {
+        self.inner.upstream.record(UpstreamOutcome::of(&res));
+        res
     }
 
     /// Fills the status from the database (last run, last success, cursor). Call at start.
@@ -487,7 +505,7 @@ impl Engine {
         let mut requested: u64 = 0;
         loop {
             if self.inner.shutdown.is_cancelled() {
-                return Err(fail("interrupted by shutdown".into(), totals));
+                return Err(fail(crate::service::INTERRUPTED.into(), totals));
             }
             if requested >= cfg.max_pages {
                 return Err(fail(ceiling_reached(requested, cfg.max_pages), totals));
@@ -503,8 +521,8 @@ impl Engine {
             };
             // A shutdown does not wait for a slow upstream: nothing of this page is written.
             let page = tokio::select! {
-                page = source.fetch_page(&req) => page.map_err(|e| fail(format!("upstream: {e}"), totals))?,
-                () = self.inner.shutdown.cancelled() => return Err(fail("interrupted by shutdown".into(), totals)),
+                page = source.fetch_page(&req) => self.observe(page).map_err(|e| fail(format!("upstream: {e}"), totals))?,
+                () = self.inner.shutdown.cancelled() => return Err(fail(crate::service::INTERRUPTED.into(), totals)),
             };
             // The oldest `generated` of the run's pages: a page served from a stale cache
             // or replica lacks what changed after its `generated`, so a cursor taken from a

@@ -4,8 +4,10 @@ pub mod backfill;
 pub mod engine;
 pub mod record;
 pub mod scheduler;
+pub mod service;
 pub mod source;
 pub mod status;
+pub mod upstream;
 
 pub use backfill::{
     BackfillError, BackfillEvent, BackfillOptions, BackfillOutcome, BackfillSource, PlanSummary,
@@ -16,5 +18,9 @@ pub use engine::{
     summary, summary_line,
 };
 pub use scheduler::{Scheduler, SchedulerHandle, TickOutcome};
+pub use service::{
+    DEFAULT_INTERVAL, DEFAULT_STARTUP_DELAY, INTERRUPTED, Schedule, Shutdown, SyncService,
+};
 pub use source::{BoxFuture, EmscSource, FdsnSource, FeedSource, PageRequest, Source};
 pub use status::{CurrentRun, StatusSnapshot};
+pub use upstream::{UpstreamCounts, UpstreamOutcome};

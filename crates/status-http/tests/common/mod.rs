@@ -83,7 +83,8 @@ macro_rules! app {
     ($state:expr) => {{
         let state = $state.clone();
         actix_web::test::init_service(
-            actix_web::App::new().configure(move |cfg| status_http::configure(cfg, state.clone())),
+            actix_web::App::new()
+                .configure(move |cfg| status_http::configure_app(cfg, state.clone())),
         )
         .await
     }};

@@ -141,7 +141,8 @@ macro_rules! read_app {
     ($state:expr) => {{
         let state = $state.clone();
         actix_web::test::init_service(
-            actix_web::App::new().configure(move |cfg| status_http::configure(cfg, state.clone())),
+            actix_web::App::new()
+                .configure(move |cfg| status_http::configure_app(cfg, state.clone())),
         )
         .await
     }};
@@ -185,7 +186,7 @@ pub fn serve(state: AppState) -> (String, actix_web::dev::ServerHandle) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().configure(|cfg| status_http::configure(cfg, state.clone()))
+        actix_web::App::new().configure(|cfg| status_http::configure_app(cfg, state.clone()))
     })
     .workers(2)
     .disable_signals()

@@ -379,6 +379,8 @@ impl Engine {
         if let Err(e) = p.lock.release().await {
             log::warn!("Releasing the sync lock failed ({e}); closing its connection frees it");
         }
+        // Free before the status says the run ended: whoever sees that can start the next.
+        drop(p._guard);
         let now = Utc::now();
         self.inner.status.send_modify(|s| {
             s.is_running = false;

@@ -74,6 +74,18 @@ pub struct Event {
     pub alert: Option<String>,
     /// Event page URL.
     pub url: Option<String>,
+    /// USGS community decimal intensity ("Did You Feel It?").
+    pub cdi: Option<f64>,
+    /// USGS ShakeMap maximum estimated instrumental intensity.
+    pub mmi: Option<f64>,
+    /// Largest azimuthal gap between azimuthally adjacent stations, in degrees.
+    pub gap: Option<f64>,
+    /// USGS `sources`: the networks that contributed, `,us,ci,` as sent.
+    pub sources: Option<String>,
+    /// The upstream's whole `properties` object, its JSON text exactly as received (every
+    /// property, including those this crate does not type: `nst`, `dmin`, `rms`, `tz`,
+    /// `types`, `detail`, and whatever the upstream adds later).
+    pub properties: Option<String>,
     /// The source this event was read from.
     pub source: SourceKind,
 }
@@ -146,7 +158,7 @@ pub fn validate_event(e: &Event) -> Result<(), String> {
     {
         return Err(format!("depth {d} is not finite"));
     }
-    let texts: [(&str, Option<&str>); 10] = [
+    let texts: [(&str, Option<&str>); 11] = [
         ("id", Some(e.id.as_str())),
         ("place", e.place.as_deref()),
         ("title", e.title.as_deref()),
@@ -157,6 +169,7 @@ pub fn validate_event(e: &Event) -> Result<(), String> {
         ("code", e.code.as_deref()),
         ("alert", e.alert.as_deref()),
         ("url", e.url.as_deref()),
+        ("sources", e.sources.as_deref()),
     ];
     for (name, value) in texts {
         if value.is_some_and(|v| v.contains('\0')) {

@@ -284,6 +284,12 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A number, or `None` when absent, null or not a number (for properties that no
+    /// policy reads: the raw properties keep whatever was sent).
+    fn lenient_f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(Value::as_f64)
+    }
+
     fn opt_f64(&self, key: &str) -> Result<Option<f64>, String> {
         match self.get(key) {
             None => Ok(None),
@@ -338,6 +344,15 @@ impl<'a> Obj<'a> {
 
 struct Feature {
     map: Map<String, Value>,
+    /// The JSON text of `properties`, as received.
+    raw_properties: Option<String>,
+}
+
+/// A feature's `properties`, kept as the JSON text it was received as.
+#[derive(Deserialize)]
+struct RawProperties<'a> {
+    #[serde(default, borrow)]
+    properties: Option<&'a RawValue>,
 }
 
 impl Feature {
@@ -345,7 +360,17 @@ impl Feature {
         let value: Value = serde_json::from_str(raw.get())
             .map_err(|e| (None, format!("cannot read feature: {e}")))?;
         match value {
-            Value::Object(map) => Ok(Feature { map }),
+            Value::Object(map) => {
+                let raw_properties = serde_json::from_str::<RawProperties<'_>>(raw.get())
+                    .ok()
+                    .and_then(|r| r.properties)
+                    .filter(|p| p.get().starts_with('{'))
+                    .map(|p| p.get().to_owned());
+                Ok(Feature {
+                    map,
+                    raw_properties,
+                })
+            }
             other => Err((
                 None,
                 format!("feature is a JSON {}, not an object", type_name(&other)),
@@ -487,6 +512,11 @@ fn usgs_feature(raw: &RawValue) -> Result<Event, Rejection> {
         felt: p.opt_i32("felt").map_err(with_id)?,
         alert: p.opt_str("alert").map_err(with_id)?,
         url: p.opt_str("url").map_err(with_id)?,
+        cdi: p.lenient_f64("cdi"),
+        mmi: p.lenient_f64("mmi"),
+        gap: p.lenient_f64("gap"),
+        sources: p.get("sources").and_then(Value::as_str).map(str::to_owned),
+        properties: f.raw_properties.clone(),
         source: SourceKind::Usgs,
     };
     Ok(ev)
@@ -564,6 +594,11 @@ fn emsc_feature(raw: &RawValue) -> Result<Event, Rejection> {
         sig: None,
         felt: None,
         alert: None,
+        cdi: None,
+        mmi: None,
+        gap: None,
+        sources: None,
+        properties: f.raw_properties.clone(),
         id,
         source: SourceKind::Emsc,
     })

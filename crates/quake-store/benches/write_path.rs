@@ -57,6 +57,21 @@ fn records(n: usize) -> Vec<EventRecord> {
                 )),
                 source: "usgs".into(),
                 content_hash: format!("{i:032x}"),
+                // Every property of a USGS summary record, as the engine stores it (lossless).
+                cdi: (i % 5 == 0).then_some(3.4),
+                mmi: (i % 7 == 0).then_some(4.1),
+                gap: Some((i % 360) as f64),
+                sources: Some(",ci,us,".into()),
+                properties: Some(format!(
+                    r#"{{"mag":{mag},"place":"{km} km NNE of Somewhere, California","time":{ms},"updated":{ms},"tz":null,"url":"https://earthquake.usgs.gov/earthquakes/eventpage/bench{i:07}","detail":"https://earthquake.usgs.gov/fdsnws/event/1/query?eventid=bench{i:07}&format=geojson","felt":null,"cdi":null,"mmi":null,"alert":null,"status":"reviewed","tsunami":0,"sig":{sig},"net":"ci","code":"{i:07}","ids":",bench{i:07},","sources":",ci,us,","types":",nearby-cities,origin,phase-data,scitech-link,","nst":{nst},"dmin":0.0{dmin},"rms":0.17,"gap":{gap},"magType":"ml","type":"earthquake","title":"M {mag} - somewhere"}}"#,
+                    mag = (i % 70) as f64 / 10.0,
+                    km = i % 97,
+                    ms = 1_600_000_000_000 + i as i64 * 1000,
+                    sig = i % 1000,
+                    nst = i % 90,
+                    dmin = i % 1000,
+                    gap = i % 360,
+                )),
             }
         })
         .collect()
@@ -97,7 +112,7 @@ async fn copy(store: &Store, url: &str, recs: &[EventRecord]) -> Duration {
         .copy_in(
             "COPY earthquakes (id, ids, time, updated, magnitude, mag_type, place, title, longitude, latitude, \
              depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, content_hash, \
-             first_seen_at, last_changed_at, merged_into) FROM STDIN BINARY",
+             first_seen_at, last_changed_at, merged_into, cdi, mmi, gap, sources, properties) FROM STDIN BINARY",
         )
         .await
         .unwrap();
@@ -127,6 +142,11 @@ async fn copy(store: &Store, url: &str, recs: &[EventRecord]) -> Duration {
         T::TEXT,
         T::TIMESTAMPTZ,
         T::TIMESTAMPTZ,
+        T::TEXT,
+        T::FLOAT8,
+        T::FLOAT8,
+        T::FLOAT8,
+        T::TEXT,
         T::TEXT,
     ];
     let writer = BinaryCopyInWriter::new(sink, &types);
@@ -162,6 +182,11 @@ async fn copy(store: &Store, url: &str, recs: &[EventRecord]) -> Duration {
                 &now,
                 &now,
                 &None::<String>,
+                &r.cdi,
+                &r.mmi,
+                &r.gap,
+                &r.sources,
+                &r.properties,
             ])
             .await
             .unwrap();

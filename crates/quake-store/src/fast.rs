@@ -127,21 +127,26 @@ async fn attempt(
     }
 }
 
-/// The record columns as 22 arrays: `$1`…`$22`, in the order of [`COLUMNS`].
+/// The record columns as 27 arrays: `$1`…`$27`, in the order of [`COLUMNS`].
 const UNNEST: &str = "unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], \
      $5::float8[], $6::text[], $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], \
      $12::text[], $13::text[], $14::text[], $15::text[], $16::int4[], $17::int4[], $18::int4[], \
-     $19::text[], $20::text[], $21::text[], $22::text[])";
+     $19::text[], $20::text[], $21::text[], $22::text[], $23::float8[], $24::float8[], \
+     $25::float8[], $26::text[], $27::text[])";
 
 const COLUMNS: &str = "id, ids, time, updated, magnitude, mag_type, place, title, longitude, \
-     latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, content_hash";
+     latitude, depth_km, status, event_type, net, code, tsunami, sig, felt, alert, url, source, \
+     content_hash, cdi, mmi, gap, sources, properties";
+
+/// The bind number of `now` in [`INSERT_SQL`] and [`UPDATE_SQL`].
+const NOW: &str = "$28";
 
 /// New rows: a plain INSERT (the plan knows no stored row has these ids, so no conflict
 /// arbiter is needed; a row another writer inserted meanwhile is refused like bad data).
 static INSERT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO earthquakes ({COLUMNS}, first_seen_at, last_changed_at, merged_into) \
-         SELECT u.*, $23, $23, NULL FROM {UNNEST} AS u({COLUMNS})"
+         SELECT u.*, {NOW}, {NOW}, NULL FROM {UNNEST} AS u({COLUMNS})"
     )
 });
 
@@ -154,7 +159,7 @@ static UPDATE_SQL: LazyLock<String> = LazyLock::new(|| {
         .map(|c| format!("{c} = u.{c}"))
         .collect();
     format!(
-        "UPDATE earthquakes e SET {}, last_changed_at = $23, merged_into = NULL \
+        "UPDATE earthquakes e SET {}, last_changed_at = {NOW}, merged_into = NULL \
          FROM {UNNEST} AS u({COLUMNS}) WHERE e.id = u.id",
         set.join(", ")
     )
@@ -178,7 +183,7 @@ async fn update(conn: &mut AsyncPgConnection, rows: &[&EventRecord], now: Ts) ->
     columns(&UPDATE_SQL, conn, rows, now).await
 }
 
-/// Runs `sql` with the rows' columns bound as arrays (borrowed, not copied) and `now` as `$23`.
+/// Runs `sql` with the rows' columns bound as arrays (borrowed, not copied) and `now` as [`NOW`].
 async fn columns(
     sql: &str,
     conn: &mut AsyncPgConnection,
@@ -209,6 +214,11 @@ async fn columns(
         .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.url.as_deref()))
         .bind::<Array<Text>, _>(col(rows, |r| r.source.as_str()))
         .bind::<Array<Text>, _>(col(rows, |r| r.content_hash.as_str()))
+        .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.cdi))
+        .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.mmi))
+        .bind::<Array<Nullable<Double>>, _>(col(rows, |r| r.gap))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.sources.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(col(rows, |r| r.properties.as_deref()))
         .bind::<Timestamptz, _>(now.0)
         .execute(conn)
         .await?;

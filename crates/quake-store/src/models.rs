@@ -34,6 +34,16 @@ pub struct EventRecord {
     pub url: Option<String>,
     pub source: String,
     pub content_hash: String,
+    /// USGS community decimal intensity.
+    pub cdi: Option<f64>,
+    /// USGS ShakeMap maximum instrumental intensity.
+    pub mmi: Option<f64>,
+    /// Azimuthal gap, degrees.
+    pub gap: Option<f64>,
+    /// USGS `sources` (`,us,ci,`), as sent.
+    pub sources: Option<String>,
+    /// The upstream's `properties` object, its JSON text as received (lossless).
+    pub properties: Option<String>,
 }
 
 impl EventRecord {
@@ -49,7 +59,7 @@ impl EventRecord {
     /// The reason this record cannot be stored, if it holds a NUL character (PostgreSQL
     /// refuses them in text; SQLite would store them: both refuse here, before the database).
     pub fn nul_check(&self) -> Result<(), String> {
-        let fields: [(&str, Option<&str>); 12] = [
+        let fields: [(&str, Option<&str>); 14] = [
             ("id", Some(&self.id)),
             ("ids", Some(&self.ids)),
             ("mag_type", self.mag_type.as_deref()),
@@ -62,6 +72,8 @@ impl EventRecord {
             ("alert", self.alert.as_deref()),
             ("url", self.url.as_deref()),
             ("source", Some(&self.source)),
+            ("sources", self.sources.as_deref()),
+            ("properties", self.properties.as_deref()),
         ];
         match fields
             .iter()
@@ -102,6 +114,13 @@ pub struct Earthquake {
     pub first_seen_at: Ts,
     pub last_changed_at: Ts,
     pub merged_into: Option<String>,
+    pub cdi: Option<f64>,
+    pub mmi: Option<f64>,
+    pub gap: Option<f64>,
+    pub sources: Option<String>,
+    /// The upstream's `properties` JSON text; `None` for rows stored before migration
+    /// `lossless_properties` that no revision has touched since.
+    pub properties: Option<String>,
 }
 
 /// What the revision policy needs to know of a stored row.

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use diesel::sql_types::Double;
 use diesel::{ConnectionError, ConnectionResult, SqliteConnection};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -390,6 +391,18 @@ async fn connect_sqlite(path: &str) -> ConnectionResult<SqliteConn> {
     conn.batch_execute(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
     )
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    // The read API's radius search: SQLite as bundled has no trigonometric functions.
+    conn.spawn_blocking(|c| {
+        c.register_sql_function::<(Double, Double, Double, Double), Double, _, _, _>(
+            crate::query::SQLITE_DISTANCE_FN,
+            true,
+            |(lat1, lon1, lat2, lon2): (f64, f64, f64, f64)| {
+                crate::query::great_circle_deg(lat1, lon1, lat2, lon2)
+            },
+        )
+    })
     .await
     .map_err(ConnectionError::CouldntSetupConfiguration)?;
     Ok(conn)

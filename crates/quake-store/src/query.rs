@@ -18,7 +18,6 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::dispatch;
 use crate::models::Earthquake;
 use crate::pool::DbConn;
 use crate::types::Ts;
@@ -100,6 +99,114 @@ impl IncludeDeleted {
     }
 }
 
+/// FDSN `latitude`/`longitude` with `minradius`/`maxradius`: events whose epicentre is
+/// between the two great-circle distances (degrees, inclusive) from the point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Radius {
+    pub latitude: f64,
+    pub longitude: f64,
+    /// Degrees, 0 when not given.
+    pub min_deg: f64,
+    /// Degrees, 180 when not given.
+    pub max_deg: f64,
+}
+
+impl Radius {
+    /// The latitude/longitude boxes `(min_lon, min_lat, max_lon, max_lat)` that hold every
+    /// point within `max_deg` of the centre: one box, two when it crosses the antimeridian,
+    /// a band of every longitude when it reaches a pole; `None` when it covers the globe.
+    /// The exact distance test runs after them; they are there for the point index.
+    pub fn boxes(&self) -> Option<Vec<(f64, f64, f64, f64)>> {
+        const MARGIN: f64 = 1e-9;
+        let r = self.max_deg;
+        if r >= 180.0 {
+            return None;
+        }
+        let (lat0, lon0) = (self.latitude, self.longitude);
+        let (lat_min, lat_max) = (lat0 - r - MARGIN, lat0 + r + MARGIN);
+        if lat_min <= -90.0 || lat_max >= 90.0 {
+            return Some(vec![(-180.0, lat_min.max(-90.0), 180.0, lat_max.min(90.0))]);
+        }
+        // The widest longitude on the small circle: sin(dlon) = sin(r) / cos(lat0), defined
+        // because |lat0| + r < 90 here.
+        let ratio = (r.to_radians().sin() / lat0.to_radians().cos()).min(1.0);
+        let dlon = ratio.asin().to_degrees() + MARGIN;
+        let (west, east) = (lon0 - dlon, lon0 + dlon);
+        Some(if west < -180.0 {
+            vec![
+                (west + 360.0, lat_min, 180.0, lat_max),
+                (-180.0, lat_min, east, lat_max),
+            ]
+        } else if east > 180.0 {
+            vec![
+                (west, lat_min, 180.0, lat_max),
+                (-180.0, lat_min, east - 360.0, lat_max),
+            ]
+        } else {
+            vec![(west, lat_min, east, lat_max)]
+        })
+    }
+}
+
+/// The great-circle distance in degrees between two points (haversine, stable for small
+/// distances). SQLite runs this very function ([`SQLITE_DISTANCE_FN`]); PostgreSQL the same
+/// formula in SQL.
+pub fn great_circle_deg(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dlat = (lat2 - lat1).to_radians();
+    let dlon = (lon2 - lon1).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * h.clamp(0.0, 1.0).sqrt().asin().to_degrees()
+}
+
+/// The SQL function every SQLite connection of the pool registers: [`great_circle_deg`].
+pub const SQLITE_DISTANCE_FN: &str = "quakesync_distance";
+
+/// The row a streamed answer stopped at: the next chunk continues after it (keyset paging in
+/// the query's order, so rows written meanwhile neither repeat nor shift the rest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct After {
+    pub time: Ts,
+    pub magnitude: Option<f64>,
+    pub id: String,
+}
+
+impl After {
+    pub fn of(row: &Earthquake) -> After {
+        After {
+            time: row.time,
+            magnitude: row.magnitude,
+            id: row.id.clone(),
+        }
+    }
+}
+
+/// FDSN `reviewstatus` (USGS extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewStatus {
+    Automatic,
+    Reviewed,
+}
+
+impl ReviewStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Automatic => "automatic",
+            ReviewStatus::Reviewed => "reviewed",
+        }
+    }
+}
+
+/// Whether `s` is a word the filters below may put into SQL as a literal: letters, digits,
+/// space, `.`, `-`, `_` and the wildcards `*` and `?` (event and magnitude types have nothing
+/// else). The read API refuses anything else with a 400 before it gets here.
+pub fn is_plain_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_' | '*' | '?'))
+}
+
 /// An FDSN event query over the catalogue. Unset fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventQuery {
@@ -125,6 +232,33 @@ pub struct EventQuery {
     /// 1-based, as in FDSN (`None` or anything below 1: from the first row).
     pub offset: Option<i64>,
     pub includedeleted: IncludeDeleted,
+    /// Depth in km, inclusive.
+    pub mindepth: Option<f64>,
+    pub maxdepth: Option<f64>,
+    /// Epicentral distance from a point.
+    pub radius: Option<Radius>,
+    /// Magnitude type, case-insensitive ([`is_plain_word`]; `*`/`?` wildcards).
+    pub magnitudetype: Option<String>,
+    /// Event types, any of them, case-insensitive ([`is_plain_word`]; `*`/`?` wildcards).
+    pub eventtypes: Vec<String>,
+    pub reviewstatus: Option<ReviewStatus>,
+    /// The catalog (the preferred network, `net`).
+    pub catalog: Option<String>,
+    /// A contributing network: listed in `sources` (or the `net` of a row without them).
+    pub contributor: Option<String>,
+    pub minfelt: Option<i32>,
+    /// PAGER alert level (`green`, `yellow`, `orange`, `red`).
+    pub alertlevel: Option<String>,
+    pub mincdi: Option<f64>,
+    pub maxcdi: Option<f64>,
+    pub minmmi: Option<f64>,
+    pub maxmmi: Option<f64>,
+    pub mingap: Option<f64>,
+    pub maxgap: Option<f64>,
+    pub minsig: Option<i32>,
+    pub maxsig: Option<i32>,
+    /// Continue after this row (streamed answers); the offset applies before it only.
+    pub after: Option<After>,
 }
 
 impl EventQuery {
@@ -180,11 +314,71 @@ impl EventQuery {
     }
 }
 
+/// `lower(col) LIKE 'a' OR …` for plain words ([`is_plain_word`], so a literal is safe),
+/// `*` and `?` as wildcards; `None` when no word is given.
+fn like_any(column: &str, words: &[String]) -> Option<String> {
+    let alternatives: Vec<String> = words
+        .iter()
+        .filter(|w| is_plain_word(w))
+        .map(|w| {
+            let pattern: String = w
+                .to_lowercase()
+                .chars()
+                .map(|c| match c {
+                    '*' => "%".to_string(),
+                    '?' => "_".to_string(),
+                    '_' => "\\_".to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
+            format!("lower({column}) LIKE '{pattern}' ESCAPE '\\'")
+        })
+        .collect();
+    (!alternatives.is_empty()).then(|| format!("({})", alternatives.join(" OR ")))
+}
+
+/// A finite number as an SQL literal (Rust never writes an exponent for f64).
+fn num(x: f64) -> String {
+    format!("({x:?})")
+}
+
+/// The exact distance test of a [`Radius`] (the boxes narrow it first).
+fn radius_sql(r: &Radius, sqlite: bool) -> String {
+    let (lat, lon) = (num(r.latitude), num(r.longitude));
+    let distance = if sqlite {
+        format!("{SQLITE_DISTANCE_FN}(latitude, longitude, {lat}, {lon})")
+    } else {
+        format!(
+            "2 * degrees(asin(sqrt(LEAST(1.0, power(sin(radians(latitude - {lat}) / 2), 2) \
+             + cos(radians(latitude)) * cos(radians({lat})) * power(sin(radians(longitude - {lon}) / 2), 2)))))"
+        )
+    };
+    format!(
+        "{distance} BETWEEN {} AND {}",
+        num(r.min_deg),
+        num(r.max_deg)
+    )
+}
+
+/// `lo <= column <= hi`, each bound when given.
+macro_rules! within {
+    ($q:ident, $column:expr, $lo:expr, $hi:expr) => {
+        if let Some(x) = $lo {
+            $q = $q.filter($column.ge(x));
+        }
+        if let Some(x) = $hi {
+            $q = $q.filter($column.le(x));
+        }
+    };
+}
+
 /// Applies the filters of an [`EventQuery`] (all but `eventid`, order and paging) to a
 /// boxed `earthquakes` query of either backend.
 macro_rules! filtered {
-    ($q:expr, $query:expr) => {{
+    ($q:expr, $query:expr, $sqlite:expr) => {{
         use crate::schema::earthquakes::dsl as e;
+        use diesel::dsl::sql;
+        use diesel::sql_types::Bool;
         let query: &EventQuery = $query;
         let mut q = $q.filter(e::merged_into.is_null());
         match query.includedeleted {
@@ -201,18 +395,8 @@ macro_rules! filtered {
         if let Some(t) = query.updatedafter {
             q = q.filter(e::updated.ge(t).or(e::last_changed_at.ge(t)));
         }
-        if let Some(m) = query.minmagnitude {
-            q = q.filter(e::magnitude.ge(m));
-        }
-        if let Some(m) = query.maxmagnitude {
-            q = q.filter(e::magnitude.le(m));
-        }
-        if let Some(l) = query.minlatitude {
-            q = q.filter(e::latitude.ge(l));
-        }
-        if let Some(l) = query.maxlatitude {
-            q = q.filter(e::latitude.le(l));
-        }
+        within!(q, e::magnitude, query.minmagnitude, query.maxmagnitude);
+        within!(q, e::latitude, query.minlatitude, query.maxlatitude);
         match query.longitude_ranges().as_deref() {
             Some([(a, b)]) => q = q.filter(e::longitude.between(*a, *b)),
             Some([(a, b), (c, d)]) => {
@@ -223,6 +407,90 @@ macro_rules! filtered {
                 )
             }
             _ => {}
+        }
+        within!(q, e::depth_km, query.mindepth, query.maxdepth);
+        if let Some(r) = &query.radius {
+            if let Some(boxes) = r.boxes() {
+                // Plain bounds (SQLite's indexes; harmless on PostgreSQL, where the caller
+                // adds the point-index form).
+                let lat_min = boxes.iter().map(|b| b.1).fold(90.0, f64::min);
+                let lat_max = boxes.iter().map(|b| b.3).fold(-90.0, f64::max);
+                q = q.filter(e::latitude.between(lat_min, lat_max));
+            }
+            q = q.filter(sql::<Bool>(&radius_sql(r, $sqlite)));
+        }
+        if let Some(m) = &query.magnitudetype
+            && let Some(cond) = like_any("mag_type", std::slice::from_ref(m))
+        {
+            q = q.filter(sql::<Bool>(&cond));
+        }
+        if let Some(cond) = like_any("event_type", &query.eventtypes) {
+            q = q.filter(sql::<Bool>(&cond));
+        }
+        if let Some(r) = query.reviewstatus {
+            q = q.filter(e::status.eq(r.as_str()));
+        }
+        if let Some(c) = &query.catalog {
+            q = q.filter(e::net.eq(c.clone()));
+        }
+        if let Some(c) = &query.contributor {
+            let pattern = format!("%,{},%", escape_like(c));
+            q = q.filter(
+                e::sources
+                    .assume_not_null()
+                    .like(pattern)
+                    .escape('\\')
+                    .or(e::sources
+                        .is_null()
+                        .and(e::net.assume_not_null().eq(c.clone()))),
+            );
+        }
+        if let Some(f) = query.minfelt {
+            q = q.filter(e::felt.ge(f));
+        }
+        if let Some(a) = &query.alertlevel {
+            q = q.filter(e::alert.eq(a.clone()));
+        }
+        within!(q, e::cdi, query.mincdi, query.maxcdi);
+        within!(q, e::mmi, query.minmmi, query.maxmmi);
+        within!(q, e::gap, query.mingap, query.maxgap);
+        within!(q, e::sig, query.minsig, query.maxsig);
+        q
+    }};
+}
+
+/// Continues after `after` in the order of `orderby` (keyset; see [`After`]).
+macro_rules! after {
+    ($q:expr, $query:expr) => {{
+        use crate::schema::earthquakes::dsl as e;
+        let query: &EventQuery = $query;
+        let mut q = $q;
+        if let Some(a) = &query.after {
+            let (t, id) = (a.time, a.id.clone());
+            let mag = e::magnitude.assume_not_null();
+            q = match (query.orderby, a.magnitude) {
+                (OrderBy::Time, _) => q.filter(e::time.lt(t).or(e::time.eq(t).and(e::id.lt(id)))),
+                (OrderBy::TimeAsc, _) => {
+                    q.filter(e::time.gt(t).or(e::time.eq(t).and(e::id.gt(id))))
+                }
+                // descending, NULL magnitudes last
+                (OrderBy::Magnitude, Some(m)) => q.filter(
+                    mag.lt(m)
+                        .or(mag.eq(m).and(e::id.lt(id)))
+                        .or(e::magnitude.is_null()),
+                ),
+                (OrderBy::Magnitude, None) => q.filter(e::magnitude.is_null().and(e::id.lt(id))),
+                // ascending, NULL magnitudes first
+                (OrderBy::MagnitudeAsc, Some(m)) => {
+                    q.filter(mag.gt(m).or(mag.eq(m).and(e::id.gt(id))))
+                }
+                (OrderBy::MagnitudeAsc, None) => q.filter(
+                    e::magnitude
+                        .is_null()
+                        .and(e::id.gt(id))
+                        .or(e::magnitude.is_not_null()),
+                ),
+            };
         }
         q
     }};
@@ -248,8 +516,12 @@ pub async fn query_events(
     let skip = query.skip();
     match conn {
         DbConn::Pg(c) => {
-            let mut q = filtered!(e::earthquakes.into_boxed::<diesel::pg::Pg>(), query);
+            let mut q = filtered!(e::earthquakes.into_boxed::<diesel::pg::Pg>(), query, false);
+            q = after!(q, query);
             if let Some(boxes) = query.small_boxes() {
+                q = q.filter(pg_in_boxes(&boxes));
+            }
+            if let Some(boxes) = query.radius.as_ref().and_then(Radius::boxes) {
                 q = q.filter(pg_in_boxes(&boxes));
             }
             let q = match query.orderby {
@@ -266,7 +538,12 @@ pub async fn query_events(
         }
         DbConn::Sqlite(c) => {
             // SQLite sorts NULL as the smallest value: last descending, first ascending.
-            let q = filtered!(e::earthquakes.into_boxed::<diesel::sqlite::Sqlite>(), query);
+            let q = filtered!(
+                e::earthquakes.into_boxed::<diesel::sqlite::Sqlite>(),
+                query,
+                true
+            );
+            let q = after!(q, query);
             let q = match query.orderby {
                 OrderBy::Time => q.order((e::time.desc(), e::id.desc())),
                 OrderBy::TimeAsc => q.order((e::time.asc(), e::id.asc())),
@@ -320,10 +597,29 @@ pub async fn count_events(conn: &mut DbConn<'_>, query: &EventQuery) -> QueryRes
         // query_events answers an eventid before it reads limit or offset
         return Ok(query_events(conn, query).await?.len() as i64);
     }
-    dispatch!(conn, c => filtered!(crate::schema::earthquakes::table.into_boxed(), query)
-        .count()
-        .get_result(c)
-        .await)
+    match conn {
+        DbConn::Pg(c) => {
+            let mut q = filtered!(
+                crate::schema::earthquakes::table.into_boxed::<diesel::pg::Pg>(),
+                query,
+                false
+            );
+            if let Some(boxes) = query.radius.as_ref().and_then(Radius::boxes) {
+                q = q.filter(pg_in_boxes(&boxes));
+            }
+            q.count().get_result(&mut **c).await
+        }
+        DbConn::Sqlite(c) => {
+            filtered!(
+                crate::schema::earthquakes::table.into_boxed::<diesel::sqlite::Sqlite>(),
+                query,
+                true
+            )
+            .count()
+            .get_result(&mut **c)
+            .await
+        }
+    }
 }
 
 /// `%`, `_` and the escape character itself, escaped for `LIKE … ESCAPE '\'`.
@@ -418,8 +714,44 @@ pub async fn find_by_any_id(conn: &mut DbConn<'_>, id: &str) -> QueryResult<Opti
     Ok(Some(row))
 }
 
+/// The catalogs of the live events (their preferred networks, `net`), sorted.
+pub async fn catalogs(conn: &mut DbConn<'_>) -> QueryResult<Vec<String>> {
+    use crate::schema::earthquakes::dsl as e;
+    crate::dispatch!(conn, c => e::earthquakes
+        .filter(e::merged_into.is_null())
+        .filter(e::status.ne("deleted"))
+        .filter(e::net.is_not_null())
+        .select(e::net.assume_not_null())
+        .distinct()
+        .order(e::net.assume_not_null().asc())
+        .load::<String>(c)
+        .await)
+}
+
+/// The contributors of the live events: every network in their `sources` (the `net` of
+/// rows without them), sorted.
+pub async fn contributors(conn: &mut DbConn<'_>) -> QueryResult<Vec<String>> {
+    use crate::schema::earthquakes::dsl as e;
+    let lists: Vec<(Option<String>, Option<String>)> = crate::dispatch!(conn, c => e::earthquakes
+        .filter(e::merged_into.is_null())
+        .filter(e::status.ne("deleted"))
+        .select((e::sources, e::net))
+        .distinct()
+        .load(c)
+        .await)?;
+    let mut all: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for (sources, net) in lists {
+        match sources {
+            Some(s) => all.extend(s.split(',').filter(|p| !p.is_empty()).map(str::to_string)),
+            None => all.extend(net),
+        }
+    }
+    Ok(all.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -480,6 +812,47 @@ mod tests {
             lat_only.small_boxes(),
             Some(vec![(-180.0, 10.0, 180.0, 11.0)])
         );
+    }
+
+    #[test]
+    fn radius_boxes_cross_the_antimeridian_and_reach_the_poles() {
+        let r = |lat: f64, lon: f64, max: f64| Radius {
+            latitude: lat,
+            longitude: lon,
+            min_deg: 0.0,
+            max_deg: max,
+        };
+        assert_eq!(r(0.0, 0.0, 180.0).boxes(), None);
+        let b = r(0.0, 179.0, 2.0).boxes().unwrap();
+        assert_eq!(b.len(), 2);
+        assert!(b[0].0 < 177.0 + 1e-6 && b[1].2 > -179.0 - 1e-6);
+        // within 5 degrees of the north pole: every longitude
+        let b = r(87.0, 10.0, 5.0).boxes().unwrap();
+        assert_eq!(b, vec![(-180.0, 82.0 - 1e-9, 180.0, 90.0)]);
+        // every point at the maximum distance is inside the box
+        let centre = r(60.0, -30.0, 10.0);
+        let b = centre.boxes().unwrap()[0];
+        for bearing in 0..360 {
+            let (lat, lon) = destination(60.0, -30.0, f64::from(bearing), 10.0);
+            assert!(
+                (b.1..=b.3).contains(&lat) && (b.0..=b.2).contains(&lon),
+                "{bearing}: {lat} {lon} {b:?}"
+            );
+            assert!((great_circle_deg(60.0, -30.0, lat, lon) - 10.0).abs() < 1e-9);
+        }
+    }
+
+    /// The point `dist` degrees from (lat, lon) along `bearing` degrees.
+    fn destination(lat: f64, lon: f64, bearing: f64, dist: f64) -> (f64, f64) {
+        let (p1, l1, b, d) = (
+            lat.to_radians(),
+            lon.to_radians(),
+            bearing.to_radians(),
+            dist.to_radians(),
+        );
+        let p2 = (p1.sin() * d.cos() + p1.cos() * d.sin() * b.cos()).asin();
+        let l2 = l1 + (b.sin() * d.sin() * p1.cos()).atan2(d.cos() - p1.sin() * p2.sin());
+        (p2.to_degrees(), l2.to_degrees())
     }
 
     #[test]

@@ -41,6 +41,11 @@ diesel::table! {
         first_seen_at -> UtcTs,
         last_changed_at -> UtcTs,
         merged_into -> Nullable<Text>,
+        cdi -> Nullable<Double>,
+        mmi -> Nullable<Double>,
+        gap -> Nullable<Double>,
+        sources -> Nullable<Text>,
+        properties -> Nullable<Text>,
     }
 }
 

@@ -485,6 +485,11 @@ mod tests {
             url: None,
             source: "usgs".into(),
             content_hash: hash.into(),
+            cdi: None,
+            mmi: None,
+            gap: None,
+            sources: None,
+            properties: None,
         }
     }
 

@@ -86,6 +86,14 @@ fn record(g: &Gen) -> EventRecord {
         url: some(format!("https://example.org/{h}")),
         source: format!("src{h}"),
         content_hash: format!("h{}{}", g.hash, g.deleted),
+        cdi: (g.hash != 1).then_some(3.5 + f64::from(h)),
+        mmi: (g.hash != 2).then_some(4.25 + f64::from(h)),
+        gap: (g.hash != 0).then_some(90.0 + f64::from(h)),
+        sources: some(format!(",net{h},xx,")),
+        properties: some(format!(
+            r#"{{"mag":{h},"nst":{},"dmin":0.5,"new":"p{h}"}}"#,
+            10 + h
+        )),
     }
 }
 

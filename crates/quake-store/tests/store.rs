@@ -40,6 +40,11 @@ fn rec(id: &str, ids: &[&str], updated: i64, hash: &str) -> EventRecord {
         url: None,
         source: "usgs".into(),
         content_hash: hash.into(),
+        cdi: None,
+        mmi: None,
+        gap: None,
+        sources: None,
+        properties: None,
     }
 }
 

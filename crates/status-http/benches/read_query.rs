@@ -93,6 +93,11 @@ fn catalogue(n: usize) -> Vec<EventRecord> {
                 )),
                 source: "usgs".into(),
                 content_hash: format!("{i:032x}"),
+                cdi: None,
+                mmi: None,
+                gap: None,
+                sources: None,
+                properties: None,
             }
         })
         .collect()

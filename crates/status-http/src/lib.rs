@@ -112,6 +112,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/fdsnws/event/1/query").route(web::get().to(read_api::query)))
         .service(resource("/fdsnws/event/1/count").route(web::get().to(read_api::count)))
+        .service(resource("/fdsnws/event/1/version").route(web::get().to(read_api::version)))
+        .service(
+            resource("/fdsnws/event/1/application.wadl")
+                .route(web::get().to(read_api::application_wadl)),
+        )
+        .service(resource("/fdsnws/event/1/catalogs").route(web::get().to(read_api::catalogs)))
+        .service(
+            resource("/fdsnws/event/1/contributors").route(web::get().to(read_api::contributors)),
+        )
         .service(resource("/").route(web::get().to(dashboard::dashboard)))
         // Inside a scope, `/quakes` (no slash) leads to the dashboard at `/quakes/`, where
         // its relative links resolve. At the root this path is `/`, taken just above.

@@ -251,7 +251,7 @@ both_backends!(round_trip_of_odd_values, async |db: TestDb| {
     let res = actix_web::test::call_service(
         &app,
         actix_web::test::TestRequest::get()
-            .uri(&format!("{QUERY}?eventid=zz_1"))
+            .uri(&format!("{QUERY}?eventid=zz_1&format=geojson"))
             .to_request(),
     )
     .await;
@@ -274,8 +274,29 @@ const BAD: &[(&str, &str)] = &[
     ("eventid=a%00b", "eventid"),
     ("place=x", "place"),
     ("minmagnitude=1%00", "minmagnitude"),
-    ("format=xml", "format"),
-    ("format=quakeml", "format"),
+    ("format=xls", "format"),
+    ("format=json", "format"),
+    ("maxradius=5", "latitude"),
+    ("latitude=10&maxradius=5", "longitude"),
+    ("latitude=91&longitude=0", "latitude"),
+    ("lat=0&lon=181", "longitude"),
+    ("lat=0&lon=0&maxradius=181", "maxradius"),
+    ("lat=0&lon=0&minradius=5&maxradius=1", "minradius"),
+    ("lat=0&lon=0&maxradius=1&maxradiuskm=5", "maxradiuskm"),
+    ("mindepth=5&maxdepth=1", "mindepth"),
+    ("maxdepth=deep", "maxdepth"),
+    ("magnitudetype=m;b", "magnitudetype"),
+    ("eventtype=earthquake,quarry'blast", "eventtype"),
+    ("reviewstatus=maybe", "reviewstatus"),
+    ("alertlevel=purple", "alertlevel"),
+    ("minfelt=some", "minfelt"),
+    ("mincdi=13", "mincdi"),
+    ("minmmi=5&maxmmi=4", "minmmi"),
+    ("mingap=-1", "mingap"),
+    ("minsig=1.5", "minsig"),
+    ("includearrivals=maybe", "includearrivals"),
+    ("includeallorigins=2", "includeallorigins"),
+    ("contributor=a,b", "contributor"),
     ("foo=1", "foo"),
     ("callback=x", "callback"),
     ("limit=0", "limit"),
@@ -310,23 +331,43 @@ const BAD: &[(&str, &str)] = &[
     ("start=2021-01-01&starttime=2021-01-02", "starttime"),
 ];
 
-// Each parameter's 400 names it, as JSON {"error": ...}; good values pass.
+// Each parameter's 400 names it, in the fdsnws error document (text/plain `Error 400: Bad
+// Request`, the detail, the request, the service version); good values pass.
 both_backends!(
     every_bad_parameter_is_a_400_naming_it,
     async |db: TestDb| {
         let store = db.store().await;
         let app = read_app!(state_for(idle_engine(store)));
         for (query, name) in BAD {
-            let (status, body) = get!(&app, format!("{QUERY}?{query}"));
-            assert_eq!(status, 400, "{query}: {body}");
-            let msg = body["error"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{query}: {body}"));
-            assert!(msg.contains(name), "{query}: {msg:?} does not name {name}");
+            let res = actix_web::test::call_service(
+                &app,
+                actix_web::test::TestRequest::get()
+                    .uri(&format!("{QUERY}?{query}"))
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(res.status().as_u16(), 400, "{query}");
             assert_eq!(
-                body.as_object().unwrap().len(),
-                1,
-                "{query}: only `error`: {body}"
+                res.headers().get("content-type").unwrap(),
+                "text/plain; charset=utf-8"
+            );
+            let msg = String::from_utf8(actix_web::test::read_body(res).await.to_vec()).unwrap();
+            assert!(
+                msg.starts_with("Error 400: Bad Request\n"),
+                "{query}: {msg}"
+            );
+            let detail = msg.split("\n\nUsage details").next().unwrap();
+            assert!(
+                detail.contains(name),
+                "{query}: {detail:?} does not name {name}"
+            );
+            assert!(
+                msg.contains(&format!("Request:\nhttp://localhost:8080{QUERY}?{query}\n")),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("Request Submitted:\n") && msg.contains("Service version:\n1.2.0\n"),
+                "{msg}"
             );
         }
         for good in [
@@ -341,6 +382,12 @@ both_backends!(
             "orderby=magnitude-asc&limit=20000&offset=1",
             "orderby=time-asc&includedeleted=only",
             "eventid=nothing-here&includedeleted=true",
+            "format=xml&lat=-10&lon=170&maxradius=20&mindepth=0&maxdepth=700",
+            "format=quakeml&maxradiuskm=300&latitude=38.4&longitude=27.1&minradius=0.1",
+            "format=text&magtype=mww&eventtype=earthquake,quarry%20blast,ice*",
+            "format=csv&reviewstatus=all&alertlevel=GREEN&minfelt=1&catalog=us&contributor=ci",
+            "mincdi=1&maxcdi=9&minmmi=1&maxmmi=9&mingap=0&maxgap=360&minsig=0&maxsig=3000",
+            "includeallorigins=true&includeallmagnitudes=false&includearrivals=false",
         ] {
             let res = actix_web::test::call_service(
                 &app,
@@ -350,11 +397,11 @@ both_backends!(
             )
             .await;
             let code = res.status().as_u16();
-            // an unknown eventid is a 404, the rest 200
-            let want = if good.starts_with("eventid") {
+            // nothing is stored: no data, 204 (404 when asked with nodata=404)
+            let want = if good.contains("nodata=404") {
                 404
             } else {
-                200
+                204
             };
             assert_eq!(code, want, "{good}");
         }
@@ -390,6 +437,11 @@ both_backends!(filters_and_orders, async |db: TestDb| {
         let app = &app;
         async move {
             let (status, body) = get!(app, format!("{QUERY}?{q}"));
+            if status == 204 {
+                // no data (FDSN): nothing matched
+                assert_eq!(body, Value::Null);
+                return Vec::new();
+            }
             assert_eq!(status, 200, "{q}: {body}");
             feature_ids(&body)
         }
@@ -483,11 +535,20 @@ both_backends!(filters_and_orders, async |db: TestDb| {
     let (status, body) = get!(&app, "/fdsnws/event/1/count?minmagnitude=5");
     assert_eq!(status, 200);
     assert_eq!(body, serde_json::json!({"count": 5, "maxAllowed": 20000}));
-    // an empty result: 200, count 0, no bbox
-    let (status, body) = get!(&app, format!("{QUERY}?minmagnitude=100"));
-    assert_eq!(status, 200);
-    assert_eq!(body["metadata"]["count"], 0);
-    assert!(body.get("bbox").is_none());
+    // an empty result: no data, 204 with no body (FDSN), or 404 when asked
+    for format in ["geojson", "xml", "text", "csv"] {
+        let (status, body) = get!(&app, format!("{QUERY}?minmagnitude=100&format={format}"));
+        assert_eq!((status, body), (204, Value::Null), "{format}");
+        let (status, body) = get!(
+            &app,
+            format!("{QUERY}?minmagnitude=100&format={format}&nodata=404")
+        );
+        assert_eq!(status, 404, "{format}");
+        assert!(
+            body.as_str().unwrap().starts_with("Error 404: Not Found\n"),
+            "{body}"
+        );
+    }
 });
 
 // `updatedafter` also matches rows changed here after the time, so a reader's cursor
@@ -567,9 +628,11 @@ both_backends!(alias_lookup, async |db: TestDb| {
     }
     for missing in ["ci12", "xxab", "ci1_3", "%", "us_x", "_", "ab1", "xx%25"] {
         let (status, body) = get!(&app, format!("{QUERY}?eventid={missing}"));
+        assert_eq!(status, 204, "{missing}: {body}");
+        let (status, body) = get!(&app, format!("{QUERY}?eventid={missing}&nodata=404"));
         assert_eq!(status, 404, "{missing}: {body}");
         assert!(
-            body["error"].as_str().unwrap().contains("no event"),
+            body.as_str().unwrap().starts_with("Error 404: Not Found"),
             "{body}"
         );
     }
@@ -614,7 +677,11 @@ both_backends!(merged_and_deleted_rows_are_excluded, async |db: TestDb| {
     for id in ["xxgone", "ak77"] {
         let (status, body) = get!(&app, format!("{QUERY}?eventid={id}"));
         assert_eq!(status, 409, "{body}");
-        assert!(body["error"].as_str().unwrap().contains("includedeleted"));
+        assert!(
+            body.as_str().unwrap().starts_with("Error 409: Conflict"),
+            "{body}"
+        );
+        assert!(body.as_str().unwrap().contains("includedeleted"));
         let (status, body) = get!(&app, format!("{QUERY}?eventid={id}&includedeleted=true"));
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["id"], "xxgone");
@@ -733,7 +800,8 @@ async fn more_than_20000_needs_a_limit() {
     let app = read_app!(state_for(idle_engine(store)));
     let (status, body) = get!(&app, format!("{QUERY}?starttime=2022-01-01"));
     assert_eq!(status, 400, "{body}");
-    let msg = body["error"].as_str().unwrap();
+    let msg = body.as_str().unwrap();
+    assert!(msg.starts_with("Error 400: Bad Request"), "{msg}");
     assert!(msg.contains("20001") && msg.contains("limit"), "{msg}");
     let (status, body) = get!(&app, format!("{QUERY}?starttime=2022-01-01&offset=2"));
     assert_eq!(status, 200, "20000 left after the offset");

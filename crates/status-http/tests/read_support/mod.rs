@@ -65,6 +65,11 @@ pub fn rec(id: &str, aliases: &[&str], time: &str, mag: Option<f64>) -> EventRec
         url: Some(format!("https://example.invalid/event/{id}")),
         source: "usgs".into(),
         content_hash: String::new(),
+        cdi: None,
+        mmi: None,
+        gap: None,
+        sources: None,
+        properties: None,
     }
     .rehashed()
 }
@@ -97,10 +102,39 @@ impl Rehash for EventRecord {
             felt: self.felt,
             alert: self.alert.clone(),
             url: self.url.clone(),
+            cdi: self.cdi,
+            mmi: self.mmi,
+            gap: self.gap,
+            sources: self.sources.clone(),
+            properties: self.properties.clone(),
             source: quake_api::SourceKind::Usgs,
         };
         self.content_hash = sync_engine::record::content_hash(&ev);
         self
+    }
+}
+
+/// Records as the engine stores them since issue 16: with the upstream's `properties`.
+pub trait WithProperties {
+    /// Sets `properties` to the USGS properties of the record's columns, and rehashes.
+    fn with_usgs_properties(self) -> Self;
+}
+
+impl WithProperties for EventRecord {
+    fn with_usgs_properties(mut self) -> Self {
+        let ms = |t: Ts| t.0.timestamp_millis();
+        let props = serde_json::json!({
+            "mag": self.magnitude, "place": self.place, "time": ms(self.time),
+            "updated": ms(self.updated), "tz": null, "url": self.url,
+            "detail": format!("https://example.invalid/detail/{}", self.id),
+            "felt": self.felt, "cdi": self.cdi, "mmi": self.mmi, "alert": self.alert,
+            "status": self.status, "tsunami": self.tsunami, "sig": self.sig, "net": self.net,
+            "code": self.code, "ids": self.ids, "sources": self.sources, "types": ",origin,",
+            "nst": 12, "dmin": 0.25, "rms": 0.5, "gap": self.gap, "magType": self.mag_type,
+            "type": self.event_type, "title": self.title,
+        });
+        self.properties = Some(props.to_string());
+        self.rehashed()
     }
 }
 
@@ -148,11 +182,14 @@ macro_rules! read_app {
     }};
 }
 
-/// `get!(app, "/uri")`: status and JSON body.
+/// `get!(app, "/uri")`: status and body (JSON; a text body as a JSON string, none as null).
+/// On the FDSN paths it asks for GeoJSON when the URI names no `format` (the service's
+/// default is QuakeML).
 #[macro_export]
 macro_rules! get {
     ($app:expr, $uri:expr) => {{
-        let uri: &str = &$uri;
+        let uri: String = $crate::read_support::geojson_by_default(&$uri);
+        let uri: &str = &uri;
         let res = actix_web::test::call_service(
             $app,
             actix_web::test::TestRequest::get().uri(uri).to_request(),
@@ -162,10 +199,34 @@ macro_rules! get {
     }};
 }
 
-/// Status and JSON body of a response.
+/// `uri` with `format=geojson` added on the FDSN paths when it names no format.
+pub fn geojson_by_default(uri: &str) -> String {
+    if uri.starts_with("/fdsnws/event/1/") && !uri.contains("format=") {
+        let sep = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{sep}format=geojson")
+    } else {
+        uri.to_string()
+    }
+}
+
+/// Status and body of a response: JSON when it is JSON, a text body (the FDSN error
+/// document) as a JSON string, an empty one (204) as null.
 pub async fn json(res: ServiceResponse) -> (u16, Value) {
     let status = res.status().as_u16();
+    let is_json = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("json"));
     let body = actix_web::test::read_body(res).await;
+    if body.is_empty() {
+        return (status, Value::Null);
+    }
+    if !is_json {
+        return (
+            status,
+            Value::String(String::from_utf8_lossy(&body).into_owned()),
+        );
+    }
     let json = serde_json::from_slice(&body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     (status, json)

@@ -7,29 +7,23 @@ use quake_api::{EmscClient, FdsnClient, FeedClient, HttpOptions};
 use quake_store::{Store, StoreOptions};
 use sync_engine::{EmscSource, Engine, EngineConfig, FdsnSource, FeedSource, Source};
 
-use crate::config::{Config, SourceKindCfg};
+use crate::config::{Config, SourceKind};
 
 /// Connects the pool and, unless told not to, applies migrations.
 pub async fn store(config: &Config, migrate: bool) -> Result<Store, String> {
     let options = StoreOptions {
-        pool_size: config.database.pool_size,
+        pool_size: config.database.pool_size.get_u32(),
         ..StoreOptions::default()
     };
-    let store = Store::connect(config.database_url_secret(), options)
+    let url = &config.database.url;
+    let store = Store::connect(url.expose(), options)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot open the database {}: {e}",
-                config.database_url_redacted()
-            )
-        })?;
+        .map_err(|e| format!("cannot open the database {}: {e}", url.redacted()))?;
     if migrate {
-        let applied = store.migrate().await.map_err(|e| {
-            format!(
-                "cannot migrate the database {}: {e}",
-                config.database_url_redacted()
-            )
-        })?;
+        let applied = store
+            .migrate()
+            .await
+            .map_err(|e| format!("cannot migrate the database {}: {e}", url.redacted()))?;
         if applied > 0 {
             log::info!("Applied {applied} migration(s) to {}", store.url_redacted());
         }
@@ -39,9 +33,13 @@ pub async fn store(config: &Config, migrate: bool) -> Result<Store, String> {
 
 pub fn http_options(config: &Config) -> HttpOptions {
     HttpOptions {
-        timeout: Duration::from_secs(config.sync.http_timeout_secs),
+        timeout: Duration::from_secs(config.sync.http_timeout_secs.get()),
         max_retries: config.sync.max_retries,
-        max_response_bytes: config.sync.max_response_mb.saturating_mul(1024 * 1024),
+        max_response_bytes: config
+            .sync
+            .max_response_mb
+            .get()
+            .saturating_mul(1024 * 1024),
         ..HttpOptions::default()
     }
 }
@@ -49,15 +47,15 @@ pub fn http_options(config: &Config) -> HttpOptions {
 /// The configured upstream.
 pub fn source(config: &Config) -> Result<Arc<dyn Source>, String> {
     let opts = http_options(config);
-    let url = &config.source.url;
+    let url = config.source_url();
     let source: Arc<dyn Source> = match config.source.kind {
-        SourceKindCfg::Fdsn => Arc::new(FdsnSource(
+        SourceKind::Fdsn => Arc::new(FdsnSource(
             FdsnClient::new(url, opts).map_err(|e| e.to_string())?,
         )),
-        SourceKindCfg::Feed => Arc::new(FeedSource(
+        SourceKind::Feed => Arc::new(FeedSource(
             FeedClient::new(url, opts).map_err(|e| e.to_string())?,
         )),
-        SourceKindCfg::Emsc => Arc::new(EmscSource(
+        SourceKind::Emsc => Arc::new(EmscSource(
             EmscClient::new(url, opts).map_err(|e| e.to_string())?,
         )),
     };
@@ -66,11 +64,11 @@ pub fn source(config: &Config) -> Result<Arc<dyn Source>, String> {
 
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
-        batch_size: config.sync.batch_size,
+        batch_size: config.sync.batch_size.get_u32(),
         overlap: Duration::from_secs(config.sync.overlap_secs),
-        start_time: config.source.start_time,
-        min_magnitude: config.source.min_magnitude,
-        max_pages: config.sync.max_pages,
+        start_time: config.source.start_time.map(|t| t.0),
+        min_magnitude: config.source.min_magnitude.map(f64::from),
+        max_pages: config.sync.max_pages.get(),
         ..EngineConfig::default()
     }
 }

@@ -21,15 +21,15 @@ use sync_engine::{
 
 use crate::app;
 use crate::cli::BackfillArgs;
-use crate::config::{Config, SourceKindCfg};
+use crate::config::{Config, SourceKind};
 
 pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCode {
-    if !matches!(config.source.kind, SourceKindCfg::Fdsn) {
+    if !matches!(config.source.kind, SourceKind::Fdsn) {
         return crate::fail(
             "backfill needs an FDSN event service (source.kind = \"fdsn\"): summary feeds have no history and EMSC has no count method",
         );
     }
-    let client = match FdsnClient::new(&config.source.url, app::http_options(config)) {
+    let client = match FdsnClient::new(config.source_url(), app::http_options(config)) {
         Ok(c) => c,
         Err(e) => return crate::fail(&e.to_string()),
     };

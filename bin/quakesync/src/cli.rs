@@ -1,59 +1,93 @@
-//! Command-line definitions (SPEC section 5).
+//! Command-line definitions (SPEC section 5), and the one table of configuration keys.
 //!
-//! The override flags are kept as raw strings: `config::load` parses and
-//! validates them with the same rules (and the same error messages naming the
-//! key) as the config file and the environment.
+//! Every configuration key is a global flag and an environment variable, through clap's
+//! `env` ([`SETTINGS`]); the argument's id is the key's TOML path. Values stay text here:
+//! [`crate::config::load`] types and checks them with the file's values, so an error names
+//! the key and where the value came from whichever layer it is in.
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 /// Keeps a database in step with the USGS / EMSC earthquake catalogue.
 #[derive(Debug, Parser)]
 #[command(name = "quakesync", version, about)]
 pub struct Cli {
-    /// Configuration file [default: $QUAKESYNC_CONFIG, else config/quakesync.toml if present]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Configuration file [default: config/quakesync.toml if present]
+    #[arg(long, global = true, value_name = "PATH", env = "QUAKESYNC_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Do not apply migrations at start of `serve` and `sync`
+    #[arg(long, global = true)]
+    pub no_migrate: bool,
+
     #[command(flatten)]
-    pub overrides: Overrides,
+    pub settings: Settings,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Flags that override the config file and the environment.
-#[derive(Debug, Default, Clone, Args)]
-pub struct Overrides {
-    /// Database URL (postgres://…, postgresql://… or sqlite://PATH) [env: DATABASE_URL]
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
+/// Every configuration key: (TOML path = argument id, flag, environment variable, value
+/// name, help). Flags override the environment, which overrides the file (SPEC section 4).
+#[rustfmt::skip]
+pub const SETTINGS: [(&str, &str, &str, &str, &str); 17] = [
+    ("database.url", "database-url", "DATABASE_URL", "URL", "Database: postgres://…, postgresql://… or sqlite://PATH"),
+    ("database.pool_size", "pool-size", "QUAKESYNC_DB_POOL_SIZE", "N", "Database connections in the pool, at least 1"),
+    ("http.bind", "bind", "QUAKESYNC_BIND", "ADDR", "HTTP listen address, IP:PORT"),
+    ("http.admin_token", "admin-token", "QUAKESYNC_ADMIN_TOKEN", "TOKEN", "Bearer token for POST /sync; unset disables it"),
+    ("source.kind", "source-kind", "QUAKESYNC_SOURCE_KIND", "KIND", "Upstream: fdsn, feed or emsc"),
+    ("source.url", "source-url", "QUAKESYNC_SOURCE_URL", "URL", "Upstream URL [default: the kind's]"),
+    ("source.start_time", "start-time", "QUAKESYNC_START_TIME", "TIME", "Start of the first sync window, RFC 3339 [default: 24 hours before the first run]"),
+    ("source.min_magnitude", "min-magnitude", "QUAKESYNC_MIN_MAGNITUDE", "MAG", "Skip events below this magnitude"),
+    ("sync.enabled", "sync-enabled", "QUAKESYNC_SYNC_ENABLED", "BOOL", "Run the scheduler in `serve`"),
+    ("sync.interval_secs", "interval-secs", "QUAKESYNC_SYNC_INTERVAL_SECS", "SECS", "Seconds between the starts of scheduled runs"),
+    ("sync.startup_delay_secs", "startup-delay-secs", "QUAKESYNC_STARTUP_DELAY_SECS", "SECS", "Seconds from `serve` to the first scheduled run"),
+    ("sync.batch_size", "batch-size", "QUAKESYNC_BATCH_SIZE", "N", "Events per upstream page, 1..=20000"),
+    ("sync.overlap_secs", "overlap-secs", "QUAKESYNC_OVERLAP_SECS", "SECS", "Seconds the cursor is set back so no update is missed"),
+    ("sync.max_retries", "max-retries", "QUAKESYNC_MAX_RETRIES", "N", "Retries per upstream request"),
+    ("sync.http_timeout_secs", "http-timeout-secs", "QUAKESYNC_HTTP_TIMEOUT_SECS", "SECS", "Timeout per upstream request, at least 1"),
+    ("sync.max_response_mb", "max-response-mb", "QUAKESYNC_MAX_RESPONSE_MB", "MIB", "Largest upstream response accepted, at least 1"),
+    ("sync.max_pages", "max-pages", "QUAKESYNC_MAX_PAGES", "N", "Ceiling on page requests per run and per backfill window"),
+];
 
-    /// HTTP listen address [env: QUAKESYNC_BIND]
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub bind: Option<String>,
+/// The flags of [`SETTINGS`]; [`crate::config::load`] reads their values from the matches.
+#[derive(Debug, Clone)]
+pub struct Settings;
 
-    /// Upstream source: fdsn, feed or emsc [env: QUAKESYNC_SOURCE_KIND]
-    #[arg(long, global = true, value_name = "KIND")]
-    pub source_kind: Option<String>,
+impl Args for Settings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.next_help_heading("Configuration (flag > environment > file > default)");
+        SETTINGS
+            .iter()
+            .fold(cmd, |cmd, &(key, flag, env, value_name, help)| {
+                cmd.arg(
+                    Arg::new(key)
+                        .long(flag)
+                        .env(env)
+                        .global(true)
+                        .allow_negative_numbers(true)
+                        .value_name(value_name)
+                        .help(help)
+                        .hide_env_values(key == "http.admin_token" || key == "database.url"),
+                )
+            })
+    }
 
-    /// Upstream URL [env: QUAKESYNC_SOURCE_URL]
-    #[arg(long, global = true, value_name = "URL")]
-    pub source_url: Option<String>,
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
 
-    /// Start of the first sync window, RFC 3339 [env: QUAKESYNC_START_TIME]
-    #[arg(long, global = true, value_name = "TIME")]
-    pub start_time: Option<String>,
+impl FromArgMatches for Settings {
+    fn from_arg_matches(_: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Settings)
+    }
 
-    /// Events per upstream page, 1..=20000 [env: QUAKESYNC_BATCH_SIZE]
-    #[arg(long, global = true, value_name = "N")]
-    pub batch_size: Option<String>,
-
-    /// Do not apply migrations at start of `serve` and `sync`
-    #[arg(long, global = true)]
-    pub no_migrate: bool,
+    fn update_from_arg_matches(&mut self, _: &ArgMatches) -> Result<(), clap::Error> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -115,8 +149,8 @@ mod tests {
     }
 
     #[test]
-    fn global_overrides_parse_after_the_subcommand() -> Result<(), clap::Error> {
-        let cli = Cli::try_parse_from([
+    fn global_settings_parse_after_the_subcommand() -> Result<(), clap::Error> {
+        let matches = Cli::command().try_get_matches_from([
             "quakesync",
             "sync",
             "--json",
@@ -126,13 +160,19 @@ mod tests {
             "500",
             "--no-migrate",
         ])?;
+        let cli = Cli::from_arg_matches(&matches)?;
         assert!(matches!(
             cli.command,
             Command::Sync(SyncArgs { json: true })
         ));
         assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
-        assert_eq!(cli.overrides.batch_size.as_deref(), Some("500"));
-        assert!(cli.overrides.no_migrate);
+        assert_eq!(
+            matches
+                .get_one::<String>("sync.batch_size")
+                .map(String::as_str),
+            Some("500")
+        );
+        assert!(cli.no_migrate);
         Ok(())
     }
 

@@ -1,88 +1,37 @@
-//! Configuration (SPEC section 4).
+//! Configuration (SPEC section 4): one serde struct, merged by figment.
 //!
-//! Precedence: built-in defaults < config file < environment < command-line flags.
-//! Every value is parsed and validated where it is read, so an error names the key
-//! and where the bad value came from. Secrets never appear in errors or output.
+//! Reads: the config file (`--config PATH`, else `$QUAKESYNC_CONFIG`, else
+//! [`DEFAULT_CONFIG_PATH`] if present), then every key of [`crate::cli::SETTINGS`] from its
+//! environment variable or its flag (clap's `env`: the flag wins). Precedence: defaults <
+//! file < environment < flags. Defaults are the library crates' own constants. Each value
+//! keeps where it came from (figment metadata), so an error names the key and the file,
+//! variable or flag; unknown keys are refused (`deny_unknown_fields`). The database URL and
+//! the admin token are `secrecy` secrets: `Debug` never shows them and `quakesync config`
+//! prints them redacted.
 
-use std::fmt::{self, Write as _};
-use std::net::SocketAddr;
-use std::ops::RangeInclusive;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::cli::Overrides;
+use crate::cli::SETTINGS;
 
 /// The config file read when neither `--config` nor `QUAKESYNC_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config/quakesync.toml";
-/// Environment variable naming the config file.
-pub const CONFIG_PATH_ENV: &str = "QUAKESYNC_CONFIG";
+/// Where `serve` listens unless configured: loopback only.
+pub const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 
-const REDACTED: &str = "***";
-
-// ---------------------------------------------------------------------------
-// Secret
-
-/// A string that is never shown in full by `Debug` or `Display`.
-///
-/// A URL secret shows everything but its password (`postgres://user:***@host/db`,
-/// including `password=` query parameters); an opaque secret shows as `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret {
-    value: String,
-    url: bool,
-}
-
-impl Secret {
-    /// A URL whose password (if any) is the secret part.
-    pub fn url(value: impl Into<String>) -> Self {
-        Self {
-            value: value.into(),
-            url: true,
-        }
-    }
-
-    /// A value that is secret as a whole (a token).
-    pub fn opaque(value: impl Into<String>) -> Self {
-        Self {
-            value: value.into(),
-            url: false,
-        }
-    }
-
-    /// The real value, for connecting or comparing.
-    pub fn expose(&self) -> &str {
-        &self.value
-    }
-
-    /// The value with the secret part replaced by `***`.
-    pub fn redacted(&self) -> String {
-        if self.url {
-            quake_core::redact_url(&self.value)
-        } else {
-            REDACTED.to_owned()
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Secret").field(&self.redacted()).finish()
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Config
-
-#[derive(Debug, Clone, PartialEq)]
+/// The effective configuration.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub http: HttpConfig,
@@ -90,213 +39,332 @@ pub struct Config {
     pub sync: SyncConfig,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `postgres://…`, `postgresql://…` or `sqlite://PATH`.
-    pub url: Secret,
-    pub pool_size: u32,
+    pub url: DatabaseUrl,
+    pub pool_size: Bounded<1, { u32::MAX as u64 }>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    pub bind: String,
+    pub bind: SocketAddr,
     /// Unset: the manual sync trigger is disabled.
-    pub admin_token: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<AdminToken>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
-    pub kind: SourceKindCfg,
-    pub url: String,
+    pub kind: SourceKind,
+    /// Unset in the layers: the kind's default URL, filled in by [`load`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<HttpUrl>,
     /// Unset: 24 hours before the first run.
-    pub start_time: Option<DateTime<Utc>>,
-    pub min_magnitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_magnitude: Option<Finite>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     pub enabled: bool,
-    pub interval_secs: u64,
+    pub interval_secs: Bounded<1, { u64::MAX }>,
     pub startup_delay_secs: u64,
-    pub batch_size: u32,
+    pub batch_size: Bounded<1, { sync_engine::MAX_BATCH_SIZE as u64 }>,
     pub overlap_secs: u64,
     pub max_retries: u32,
-    pub http_timeout_secs: u64,
-    pub max_response_mb: u64,
-    /// Hard ceiling on upstream page requests per run (and per backfill window).
-    pub max_pages: u64,
+    pub http_timeout_secs: Bounded<1, { u64::MAX }>,
+    pub max_response_mb: Bounded<1, { u64::MAX }>,
+    pub max_pages: Bounded<1, { u64::MAX }>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKindCfg {
-    /// USGS FDSN event query.
-    #[default]
-    Fdsn,
-    /// USGS GeoJSON summary feed.
-    Feed,
-    /// EMSC FDSN event query.
-    Emsc,
-}
-
-impl SourceKindCfg {
-    pub const ALL: [Self; 3] = [Self::Fdsn, Self::Feed, Self::Emsc];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fdsn => "fdsn",
-            Self::Feed => "feed",
-            Self::Emsc => "emsc",
-        }
-    }
-
-    /// The upstream URL used when `source.url` is not set explicitly.
-    pub fn default_url(self) -> &'static str {
-        match self {
-            Self::Fdsn => "https://earthquake.usgs.gov/fdsnws/event/1/query",
-            Self::Feed => {
-                "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson"
-            }
-            Self::Emsc => "https://www.seismicportal.eu/fdsnws/event/1/query",
-        }
-    }
-}
-
-impl fmt::Display for SourceKindCfg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SourceKindCfg {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("{s:?} is not one of fdsn, feed, emsc"))
-    }
-}
-
-impl Default for Config {
+impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            database: DatabaseConfig {
-                url: Secret::url("sqlite://quakesync.db"),
-                pool_size: 8,
-            },
-            http: HttpConfig {
-                bind: "127.0.0.1:8080".to_owned(),
-                admin_token: None,
-            },
-            source: SourceConfig {
-                kind: SourceKindCfg::Fdsn,
-                url: SourceKindCfg::Fdsn.default_url().to_owned(),
-                start_time: None,
-                min_magnitude: None,
-            },
-            sync: SyncConfig {
-                enabled: true,
-                interval_secs: 600,
-                startup_delay_secs: 30,
-                batch_size: 100,
-                overlap_secs: 300,
-                max_retries: 3,
-                http_timeout_secs: 30,
-                max_response_mb: 64,
-                max_pages: sync_engine::DEFAULT_MAX_PAGES,
-            },
+        DatabaseConfig {
+            url: DatabaseUrl(quake_store::DEFAULT_DATABASE_URL.into()),
+            pool_size: Bounded(quake_store::DEFAULT_POOL_SIZE.into()),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: DEFAULT_BIND,
+            admin_token: None,
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        let secs = |d: Duration| d.as_secs();
+        SyncConfig {
+            enabled: true,
+            interval_secs: Bounded(secs(sync_engine::DEFAULT_INTERVAL)),
+            startup_delay_secs: secs(sync_engine::DEFAULT_STARTUP_DELAY),
+            batch_size: Bounded(sync_engine::DEFAULT_BATCH_SIZE.into()),
+            overlap_secs: secs(sync_engine::DEFAULT_OVERLAP),
+            max_retries: quake_api::DEFAULT_MAX_RETRIES,
+            http_timeout_secs: Bounded(secs(quake_api::DEFAULT_TIMEOUT)),
+            max_response_mb: Bounded(quake_api::DEFAULT_MAX_RESPONSE_BYTES >> 20),
+            max_pages: Bounded(sync_engine::DEFAULT_MAX_PAGES),
         }
     }
 }
 
 impl Config {
-    /// The real database URL, for connecting. Never log it.
-    pub fn database_url_secret(&self) -> &str {
-        self.database.url.expose()
-    }
-
-    /// The database URL with its password replaced by `***`.
-    pub fn database_url_redacted(&self) -> String {
-        self.database.url.redacted()
+    /// The upstream URL: `source.url`, else the kind's default.
+    pub fn source_url(&self) -> &str {
+        match &self.source.url {
+            Some(url) => &url.0,
+            None => self.source.kind.default_url(),
+        }
     }
 
     /// The admin token, if set. Never log it.
     pub fn admin_token_secret(&self) -> Option<&str> {
-        self.http.admin_token.as_ref().map(Secret::expose)
+        self.http.admin_token.as_ref().map(|t| t.0.expose_secret())
     }
 
-    /// The effective configuration as TOML with every key (unset ones commented out)
-    /// and secrets redacted, for `quakesync config`.
-    pub fn redacted_toml(&self) -> String {
-        fn s(v: &str) -> String {
-            toml::Value::String(v.to_owned()).to_string()
-        }
-        fn opt(out: &mut String, key: &str, value: Option<String>, unset: &str) {
-            // Writing to a String cannot fail.
-            let _ = match value {
-                Some(v) => writeln!(out, "{key} = {v}"),
-                None => writeln!(out, "# {key} is unset ({unset})"),
-            };
-        }
-        let (db, http, src, sync) = (&self.database, &self.http, &self.source, &self.sync);
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "[database]\nurl = {}\npool_size = {}\n",
-            s(&self.database_url_redacted()),
-            db.pool_size
-        );
-        let _ = writeln!(out, "[http]\nbind = {}", s(&http.bind));
-        opt(
-            &mut out,
-            "admin_token",
-            http.admin_token.as_ref().map(|t| s(&t.redacted())),
-            "manual trigger disabled",
-        );
-        let _ = writeln!(
-            out,
-            "\n[source]\nkind = {}\nurl = {}",
-            s(src.kind.as_str()),
-            s(&src.url)
-        );
-        opt(
-            &mut out,
-            "start_time",
-            src.start_time
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-            "24 hours before the first run",
-        );
-        opt(
-            &mut out,
-            "min_magnitude",
-            src.min_magnitude.map(|m| toml::Value::Float(m).to_string()),
-            "no magnitude filter",
-        );
-        let _ = write!(
-            out,
-            "\n[sync]\nenabled = {}\ninterval_secs = {}\nstartup_delay_secs = {}\n\
-             batch_size = {}\noverlap_secs = {}\nmax_retries = {}\n\
-             http_timeout_secs = {}\nmax_response_mb = {}\nmax_pages = {}\n",
-            sync.enabled,
-            sync.interval_secs,
-            sync.startup_delay_secs,
-            sync.batch_size,
-            sync.overlap_secs,
-            sync.max_retries,
-            sync.http_timeout_secs,
-            sync.max_response_mb,
-            sync.max_pages,
-        );
-        out
+    /// The effective configuration as TOML, secrets redacted, for `quakesync config`.
+    pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 }
 
 // ---------------------------------------------------------------------------
-// Errors
+// Value types: each checks itself, so a bad value fails where figment knows its key and
+// origin, and the message names what is wrong.
 
-/// A configuration error. The binary exits with [`ConfigError::EXIT_CODE`] on it.
+/// An integer in `MIN..=MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
+
+impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The value of a key bounded to `u32`.
+    pub fn get_u32(self) -> u32 {
+        u32::try_from(self.0).unwrap_or(u32::MAX)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> TryFrom<u64> for Bounded<MIN, MAX> {
+    type Error = String;
+
+    fn try_from(v: u64) -> Result<Self, String> {
+        if (MIN..=MAX).contains(&v) {
+            Ok(Bounded(v))
+        } else if MAX < u64::from(u32::MAX) {
+            Err(format!("{v} is outside {MIN}..={MAX}"))
+        } else if v < MIN {
+            Err(format!("{v} is below the minimum {MIN}"))
+        } else {
+            Err(format!("{v} is above the maximum {MAX}"))
+        }
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Serialize for Bounded<MIN, MAX> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+/// `postgres://…`, `postgresql://…` or `sqlite://PATH`: a secret (its password).
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    /// The real URL, for connecting. Never log it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with its password and secret parameters hidden.
+    pub fn redacted(&self) -> String {
+        quake_core::redact_url(self.expose())
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(url: String) -> Result<Self, String> {
+        let valid = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => !rest.is_empty(),
+            Some((scheme, rest)) => {
+                ["postgres", "postgresql"].contains(&scheme.to_ascii_lowercase().as_str())
+                    && !rest.is_empty()
+            }
+            None => false,
+        };
+        if valid {
+            Ok(DatabaseUrl(url.into()))
+        } else {
+            Err(format!(
+                "{:?} is not a database URL (expected postgres://…, postgresql://… or sqlite://PATH)",
+                quake_core::redact_url(&url)
+            ))
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+/// The admin bearer token: a secret, never empty.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AdminToken(SecretString);
+
+impl TryFrom<String> for AdminToken {
+    type Error = &'static str;
+
+    fn try_from(token: String) -> Result<Self, Self::Error> {
+        if token.is_empty() {
+            return Err("must not be empty (leave it unset to disable)");
+        }
+        Ok(AdminToken(token.into()))
+    }
+}
+
+impl Serialize for AdminToken {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(quake_core::REDACTED)
+    }
+}
+
+/// An http(s) URL with a host.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HttpUrl(String);
+
+impl TryFrom<String> for HttpUrl {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        match url::Url::parse(&raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                Ok(HttpUrl(raw))
+            }
+            _ => Err(format!(
+                "{:?} is not an http(s) URL",
+                quake_core::redact_url(&raw)
+            )),
+        }
+    }
+}
+
+impl From<HttpUrl> for String {
+    fn from(u: HttpUrl) -> String {
+        u.0
+    }
+}
+
+/// An RFC 3339 timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl TryFrom<String> for Timestamp {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| Timestamp(t.to_utc()))
+            .map_err(|_| format!("{s:?} is not an RFC 3339 timestamp"))
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(t: Timestamp) -> String {
+        t.0.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+}
+
+/// A finite number.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Finite(pub f64);
+
+impl TryFrom<f64> for Finite {
+    type Error = String;
+
+    fn try_from(v: f64) -> Result<Self, String> {
+        if v.is_finite() {
+            Ok(Finite(v))
+        } else {
+            Err(format!("{v} is not a finite number"))
+        }
+    }
+}
+
+impl From<Finite> for f64 {
+    fn from(v: Finite) -> f64 {
+        v.0
+    }
+}
+
+/// The upstream: USGS FDSN, a USGS summary feed, or EMSC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(try_from = "String", rename_all = "lowercase")]
+pub enum SourceKind {
+    #[default]
+    Fdsn,
+    Feed,
+    Emsc,
+}
+
+impl SourceKind {
+    /// The upstream URL used when `source.url` is not set.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            SourceKind::Fdsn => quake_api::USGS_FDSN_QUERY_URL,
+            SourceKind::Feed => quake_api::USGS_FEED_URL,
+            SourceKind::Emsc => quake_api::EMSC_FDSN_QUERY_URL,
+        }
+    }
+}
+
+impl TryFrom<String> for SourceKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fdsn" => Ok(SourceKind::Fdsn),
+            "feed" => Ok(SourceKind::Feed),
+            "emsc" => Ok(SourceKind::Emsc),
+            _ => Err(format!("{s:?} is not one of fdsn, feed, emsc")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// A configuration error; the binary exits with [`ConfigError::EXIT_CODE`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {}: {source}", path.display())]
@@ -304,11 +372,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `message` has the position only: the line itself could hold a secret.
     #[error("cannot parse config file {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("unknown key `{key}` in {}", path.display())]
-    UnknownKey { key: String, path: PathBuf },
-    /// `origin` is where the value came from: ` in FILE`, ` (ENV_VAR)` or ` (--flag)`.
+    /// `origin` is ` in FILE`.
+    #[error("unknown key `{key}`{origin}")]
+    UnknownKey { key: String, origin: String },
+    /// `origin` is ` in FILE`, ` (ENV_VAR)` or ` (--flag)`.
     #[error("invalid value for {key}{origin}: {reason}")]
     Invalid {
         key: String,
@@ -318,446 +388,153 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// Process exit code for configuration errors (SPEC section 4).
+    /// Exit code for configuration errors (SPEC section 4).
     pub const EXIT_CODE: u8 = 2;
-
-    pub fn exit_code(&self) -> u8 {
-        Self::EXIT_CODE
-    }
 }
 
-// ---------------------------------------------------------------------------
-// Keys and layers
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
-    DatabaseUrl,
-    PoolSize,
-    Bind,
-    AdminToken,
-    SourceKind,
-    SourceUrl,
-    StartTime,
-    MinMagnitude,
-    SyncEnabled,
-    IntervalSecs,
-    StartupDelaySecs,
-    BatchSize,
-    OverlapSecs,
-    MaxRetries,
-    HttpTimeoutSecs,
-    MaxResponseMb,
-    MaxPages,
+/// Loads the configuration of a command line (its `--config`, flags and environment).
+pub fn load(matches: &ArgMatches) -> Result<Config, ConfigError> {
+    let explicit = matches.get_one::<PathBuf>("config").map(PathBuf::as_path);
+    load_from(explicit, Path::new(DEFAULT_CONFIG_PATH), matches)
 }
 
-impl Key {
-    /// (key, dotted TOML path, environment variable)
-    const TABLE: [(Key, &'static str, &'static str); 17] = [
-        (Key::DatabaseUrl, "database.url", "DATABASE_URL"),
-        (
-            Key::PoolSize,
-            "database.pool_size",
-            "QUAKESYNC_DB_POOL_SIZE",
-        ),
-        (Key::Bind, "http.bind", "QUAKESYNC_BIND"),
-        (Key::AdminToken, "http.admin_token", "QUAKESYNC_ADMIN_TOKEN"),
-        (Key::SourceKind, "source.kind", "QUAKESYNC_SOURCE_KIND"),
-        (Key::SourceUrl, "source.url", "QUAKESYNC_SOURCE_URL"),
-        (Key::StartTime, "source.start_time", "QUAKESYNC_START_TIME"),
-        (
-            Key::MinMagnitude,
-            "source.min_magnitude",
-            "QUAKESYNC_MIN_MAGNITUDE",
-        ),
-        (Key::SyncEnabled, "sync.enabled", "QUAKESYNC_SYNC_ENABLED"),
-        (
-            Key::IntervalSecs,
-            "sync.interval_secs",
-            "QUAKESYNC_SYNC_INTERVAL_SECS",
-        ),
-        (
-            Key::StartupDelaySecs,
-            "sync.startup_delay_secs",
-            "QUAKESYNC_STARTUP_DELAY_SECS",
-        ),
-        (Key::BatchSize, "sync.batch_size", "QUAKESYNC_BATCH_SIZE"),
-        (
-            Key::OverlapSecs,
-            "sync.overlap_secs",
-            "QUAKESYNC_OVERLAP_SECS",
-        ),
-        (Key::MaxRetries, "sync.max_retries", "QUAKESYNC_MAX_RETRIES"),
-        (
-            Key::HttpTimeoutSecs,
-            "sync.http_timeout_secs",
-            "QUAKESYNC_HTTP_TIMEOUT_SECS",
-        ),
-        (
-            Key::MaxResponseMb,
-            "sync.max_response_mb",
-            "QUAKESYNC_MAX_RESPONSE_MB",
-        ),
-        (Key::MaxPages, "sync.max_pages", "QUAKESYNC_MAX_PAGES"),
-    ];
-
-    fn path(self) -> &'static str {
-        Self::TABLE
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map_or("", |(_, path, _)| path)
-    }
-
-    fn from_path(path: &str) -> Option<Self> {
-        Self::TABLE
-            .iter()
-            .find(|(_, p, _)| *p == path)
-            .map(|(k, _, _)| *k)
-    }
-}
-
-/// Where a value came from, for error messages.
-enum Origin<'a> {
-    File(&'a Path),
-    Env(&'static str),
-    Flag(&'static str),
-}
-
-impl fmt::Display for Origin<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File(path) => write!(f, " in {}", path.display()),
-            Origin::Env(var) => write!(f, " ({var})"),
-            Origin::Flag(flag) => write!(f, " (--{flag})"),
-        }
-    }
-}
-
-/// A value as read: typed from TOML, text from the environment or a flag.
-#[derive(Clone, Copy)]
-enum Raw<'a> {
-    Toml(&'a toml::Value),
-    Text(&'a str),
-}
-
-/// Loads the configuration.
-///
-/// The config file is `cli_config_path`, else `$QUAKESYNC_CONFIG`, else
-/// [`DEFAULT_CONFIG_PATH`] if it exists. A named file that is missing is an error.
-/// `env` looks up environment variables; an empty value counts as unset.
-pub fn load(
-    cli_config_path: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-    overrides: &Overrides,
-) -> Result<Config, ConfigError> {
-    load_with_default_path(
-        cli_config_path,
-        env,
-        overrides,
-        Path::new(DEFAULT_CONFIG_PATH),
-    )
-}
-
-fn load_with_default_path(
-    cli_config_path: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-    overrides: &Overrides,
+fn load_from(
+    explicit: Option<&Path>,
     default_path: &Path,
+    matches: &ArgMatches,
 ) -> Result<Config, ConfigError> {
-    let env = |name: &str| env(name).filter(|v| !v.is_empty());
-
-    let file = match cli_config_path {
-        Some(path) => Some(path.to_path_buf()),
-        None => env(CONFIG_PATH_ENV)
-            .map(PathBuf::from)
-            .or_else(|| default_path.is_file().then(|| default_path.to_path_buf())),
-    };
-
-    let mut builder = Builder::default();
+    let file = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| default_path.is_file().then(|| default_path.to_path_buf()));
+    let mut figment = Figment::new();
     if let Some(path) = &file {
         log::debug!("reading config file {}", path.display());
-        builder.apply_file(path)?;
+        figment = figment.merge(file_layer(path)?);
     }
-    for &(key, _, var) in &Key::TABLE {
-        if let Some(value) = env(var) {
-            builder.set(key, Raw::Text(&value), &Origin::Env(var))?;
-        }
+    for (key, flag, env, ..) in SETTINGS {
+        // An empty value (`QUAKESYNC_OVERLAP_SECS=`) counts as unset.
+        let Some(value) = matches
+            .get_one::<String>(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        else {
+            continue;
+        };
+        let origin = match matches.value_source(key) {
+            Some(ValueSource::EnvVariable) => format!("({env})"),
+            _ => format!("(--{flag})"),
+        };
+        let (section, name) = key.split_once('.').unwrap_or((key, ""));
+        let entry = Dict::from([(name.to_owned(), Value::from(value))]);
+        figment = figment.merge(Layer {
+            meta: Metadata::named(origin),
+            data: Dict::from([(section.to_owned(), Value::from(entry))]),
+        });
     }
-    let flags = [
-        (Key::DatabaseUrl, "database-url", &overrides.database_url),
-        (Key::Bind, "bind", &overrides.bind),
-        (Key::SourceKind, "source-kind", &overrides.source_kind),
-        (Key::SourceUrl, "source-url", &overrides.source_url),
-        (Key::StartTime, "start-time", &overrides.start_time),
-        (Key::BatchSize, "batch-size", &overrides.batch_size),
-    ];
-    for (key, flag, value) in flags {
-        if let Some(value) = value {
-            builder.set(key, Raw::Text(value), &Origin::Flag(flag))?;
-        }
-    }
-    Ok(builder.finish())
+    let mut config: Config = figment
+        .extract_lossy()
+        .map_err(|e| invalid(e, file.as_deref()))?;
+    let kind = config.source.kind;
+    config
+        .source
+        .url
+        .get_or_insert_with(|| HttpUrl(kind.default_url().to_owned()));
+    Ok(config)
 }
 
-#[derive(Default)]
-struct Builder {
-    config: Config,
-    source_url_set: bool,
+/// One layer of values with where they came from.
+struct Layer {
+    meta: Metadata,
+    data: Dict,
 }
 
-impl Builder {
-    fn finish(mut self) -> Config {
-        if !self.source_url_set {
-            self.config.source.url = self.config.source.kind.default_url().to_owned();
-        }
-        self.config
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.meta.clone()
     }
 
-    fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.data.clone()))
+    }
+}
+
+/// The config file as a layer. Parsed here (not by figment) so that a syntax error shows
+/// its position but never the line, which could hold a password.
+fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map_or(String::new(), |span| {
+            let before = text.get(..span.start).unwrap_or(&text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: ")
+        });
+        ConfigError::Parse {
             path: path.to_path_buf(),
-            source,
-        })?;
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            // Position and message only: the snippet could contain a secret.
-            let at = e.span().map_or(String::new(), |span| {
-                let before = text.get(..span.start).unwrap_or(&text);
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("line {line}, column {column}: ")
-            });
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: format!("{at}{}", e.message()),
-            }
-        })?;
-
-        let origin = Origin::File(path);
-        for (section, value) in &table {
-            if !Key::TABLE
-                .iter()
-                .any(|(_, p, _)| p.split_once('.').is_some_and(|(s, _)| s == section))
-            {
-                return Err(ConfigError::UnknownKey {
-                    key: section.clone(),
-                    path: path.to_path_buf(),
-                });
-            }
-            let toml::Value::Table(entries) = value else {
-                return Err(ConfigError::Invalid {
-                    key: section.clone(),
-                    origin: origin.to_string(),
-                    reason: format!("expected a table, got {}", value.type_str()),
-                });
-            };
-            for (name, value) in entries {
-                let dotted = format!("{section}.{name}");
-                let key = Key::from_path(&dotted).ok_or_else(|| ConfigError::UnknownKey {
-                    key: dotted,
-                    path: path.to_path_buf(),
-                })?;
-                self.set(key, Raw::Toml(value), &origin)?;
-            }
+            message: format!("{at}{}", e.message()),
         }
-        Ok(())
-    }
-
-    fn set(&mut self, key: Key, raw: Raw<'_>, origin: &Origin<'_>) -> Result<(), ConfigError> {
-        self.set_inner(key, raw)
-            .map_err(|reason| ConfigError::Invalid {
-                key: key.path().to_owned(),
-                origin: origin.to_string(),
-                reason,
-            })
-    }
-
-    fn set_inner(&mut self, key: Key, raw: Raw<'_>) -> Result<(), String> {
-        let c = &mut self.config;
-        match key {
-            Key::DatabaseUrl => c.database.url = database_url(raw)?,
-            Key::PoolSize => c.database.pool_size = uint32(raw, 1..=u32::MAX)?,
-            Key::Bind => {
-                let bind = string(raw)?;
-                bind.trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|_| format!("{bind:?} is not a socket address (IP:PORT)"))?;
-                c.http.bind = bind.trim().to_owned();
-            }
-            Key::AdminToken => {
-                let token = string(raw)?;
-                if token.is_empty() {
-                    return Err("must not be empty (leave it unset to disable)".to_owned());
-                }
-                c.http.admin_token = Some(Secret::opaque(token));
-            }
-            Key::SourceKind => c.source.kind = string(raw)?.parse()?,
-            Key::SourceUrl => {
-                c.source.url = http_url(raw)?;
-                self.source_url_set = true;
-            }
-            Key::StartTime => c.source.start_time = Some(timestamp(raw)?),
-            Key::MinMagnitude => c.source.min_magnitude = Some(finite_float(raw)?),
-            Key::SyncEnabled => c.sync.enabled = boolean(raw)?,
-            Key::IntervalSecs => c.sync.interval_secs = uint(raw, 1..=u64::MAX)?,
-            Key::StartupDelaySecs => c.sync.startup_delay_secs = uint(raw, 0..=u64::MAX)?,
-            Key::BatchSize => c.sync.batch_size = uint32(raw, 1..=20_000)?,
-            Key::OverlapSecs => c.sync.overlap_secs = uint(raw, 0..=u64::MAX)?,
-            Key::MaxRetries => c.sync.max_retries = uint32(raw, 0..=u32::MAX)?,
-            Key::HttpTimeoutSecs => c.sync.http_timeout_secs = uint(raw, 1..=u64::MAX)?,
-            Key::MaxResponseMb => c.sync.max_response_mb = uint(raw, 1..=u64::MAX)?,
-            Key::MaxPages => c.sync.max_pages = uint(raw, 1..=u64::MAX)?,
+    })?;
+    fn value(v: toml::Value) -> Value {
+        match v {
+            toml::Value::String(s) => s.into(),
+            toml::Value::Integer(i) => i.into(),
+            toml::Value::Float(f) => f.into(),
+            toml::Value::Boolean(b) => b.into(),
+            toml::Value::Datetime(d) => d.to_string().into(),
+            toml::Value::Array(a) => a.into_iter().map(value).collect::<Vec<_>>().into(),
+            toml::Value::Table(t) => dict(t).into(),
         }
-        Ok(())
     }
+    fn dict(t: toml::Table) -> Dict {
+        t.into_iter().map(|(k, v)| (k, value(v))).collect()
+    }
+    Ok(Layer {
+        meta: Metadata::from("config file", path),
+        data: dict(table),
+    })
 }
 
-// ---------------------------------------------------------------------------
-// Value parsers: each returns the reason a value is invalid, without the key.
-
-fn string(raw: Raw<'_>) -> Result<String, String> {
-    match raw {
-        Raw::Text(s) => Ok(s.to_owned()),
-        Raw::Toml(toml::Value::String(s)) => Ok(s.clone()),
-        Raw::Toml(v) => Err(format!("expected a string, got {}", v.type_str())),
-    }
-}
-
-fn uint(raw: Raw<'_>, range: RangeInclusive<u64>) -> Result<u64, String> {
-    let value = match raw {
-        Raw::Text(s) => s
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{s:?} is not a non-negative integer"))?,
-        Raw::Toml(toml::Value::Integer(i)) => {
-            u64::try_from(*i).map_err(|_| format!("{i} is not a non-negative integer"))?
-        }
-        Raw::Toml(v) => return Err(format!("expected an integer, got {}", v.type_str())),
+/// A figment error as ours: the key, where its value came from, and what is wrong.
+fn invalid(e: figment::Error, file: Option<&Path>) -> ConfigError {
+    let origin = match &e.metadata {
+        Some(m) if matches!(m.source, Some(Source::File(_))) => file
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default(),
+        Some(m) => format!(" {}", m.name),
+        None => String::new(),
     };
-    if range.contains(&value) {
-        Ok(value)
-    } else if *range.end() == u64::MAX {
-        Err(format!("{value} is below the minimum {}", range.start()))
-    } else {
-        Err(format!(
-            "{value} is outside {}..={}",
-            range.start(),
-            range.end()
-        ))
-    }
-}
-
-fn uint32(raw: Raw<'_>, range: RangeInclusive<u32>) -> Result<u32, String> {
-    // An open-ended range reports "below the minimum" rather than a huge range.
-    let end = match *range.end() {
-        u32::MAX => u64::MAX,
-        end => u64::from(end),
-    };
-    let value = uint(raw, u64::from(*range.start())..=end)?;
-    u32::try_from(value).map_err(|_| format!("{value} is above the maximum {}", u32::MAX))
-}
-
-fn boolean(raw: Raw<'_>) -> Result<bool, String> {
-    match raw {
-        Raw::Toml(toml::Value::Boolean(b)) => Ok(*b),
-        Raw::Toml(v) => Err(format!("expected a boolean, got {}", v.type_str())),
-        Raw::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(true),
-            "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(format!("{s:?} is not a boolean (true or false)")),
+    let key = e.path.join(".");
+    match e.kind {
+        // The path ends with the unknown field already.
+        figment::error::Kind::UnknownField(field, _) => ConfigError::UnknownKey {
+            key: if key.is_empty() { field } else { key },
+            origin,
+        },
+        kind => ConfigError::Invalid {
+            key,
+            origin,
+            reason: kind.to_string(),
         },
     }
 }
 
-fn finite_float(raw: Raw<'_>) -> Result<f64, String> {
-    let value = match raw {
-        Raw::Toml(toml::Value::Float(f)) => *f,
-        // Magnitudes are small; an i64 → f64 conversion is exact for them.
-        Raw::Toml(toml::Value::Integer(i)) => *i as f64,
-        Raw::Toml(v) => return Err(format!("expected a number, got {}", v.type_str())),
-        Raw::Text(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("{s:?} is not a number"))?,
-    };
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(format!("{value} is not a finite number"))
-    }
-}
-
-fn timestamp(raw: Raw<'_>) -> Result<DateTime<Utc>, String> {
-    let text = match raw {
-        Raw::Text(s) => s.trim().to_owned(),
-        Raw::Toml(toml::Value::String(s)) => s.trim().to_owned(),
-        Raw::Toml(toml::Value::Datetime(d)) => d.to_string(),
-        Raw::Toml(v) => {
-            return Err(format!(
-                "expected an RFC 3339 timestamp, got {}",
-                v.type_str()
-            ));
-        }
-    };
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{text:?} is not an RFC 3339 timestamp"))
-}
-
-/// The authority of `scheme://authority/...`, if `url` has one of `schemes`.
-fn authority<'a>(url: &'a str, schemes: &[&str]) -> Option<&'a str> {
-    let (scheme, rest) = url.split_once("://")?;
-    schemes
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(scheme))
-        .then(|| &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
-}
-
-fn http_url(raw: Raw<'_>) -> Result<String, String> {
-    let url = string(raw)?.trim().to_owned();
-    let host =
-        authority(&url, &["http", "https"]).map(|a| a.rsplit_once('@').map_or(a, |(_, host)| host));
-    match host {
-        Some(host) if !host.is_empty() && !url.contains(char::is_whitespace) => Ok(url),
-        _ => Err(format!("{url:?} is not an http(s) URL")),
-    }
-}
-
-fn database_url(raw: Raw<'_>) -> Result<Secret, String> {
-    let url = Secret::url(string(raw)?.trim());
-    let value = url.expose();
-    let valid = if authority(value, &["sqlite"]).is_some() {
-        value.len() > "sqlite://".len()
-    } else {
-        authority(value, &["postgres", "postgresql"]).is_some()
-    };
-    if valid {
-        Ok(url)
-    } else {
-        Err(format!(
-            "{:?} is not a database URL (expected postgres://…, postgresql://… or sqlite://PATH)",
-            url.redacted()
-        ))
-    }
-}
-
-// ---------------------------------------------------------------------------
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use crate::cli::Cli;
+    use clap::CommandFactory;
     use std::fs;
 
     const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/quakesync.toml");
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-    /// Loads with the given file contents (if any), environment and flags, never
-    /// touching the process environment or the working directory's config file.
-    fn load_with(
-        file: Option<&str>,
-        env: &[(&str, &str)],
-        overrides: &Overrides,
-    ) -> Result<Config, ConfigError> {
+    /// Loads with the given file contents (if any) and flags. The environment of the test
+    /// process is not used for the keys under test (the process tests cover it).
+    fn load_with(file: Option<&str>, flags: &[&str]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().map_err(|source| ConfigError::Read {
             path: PathBuf::from("<tempdir>"),
             source,
@@ -769,248 +546,182 @@ mod tests {
                 source,
             })?;
         }
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let lookup = |k: &str| env.get(k).cloned();
-        let missing_default = dir.path().join("absent.toml");
-        load_with_default_path(
+        let args = ["quakesync", "config"].iter().chain(flags);
+        let matches =
+            Cli::command()
+                .try_get_matches_from(args)
+                .map_err(|e| ConfigError::Parse {
+                    path: PathBuf::new(),
+                    message: e.to_string(),
+                })?;
+        load_from(
             file.is_some().then_some(path.as_path()),
-            &lookup,
-            overrides,
-            &missing_default,
+            &dir.path().join("absent.toml"),
+            &matches,
         )
     }
 
-    fn error(file: Option<&str>, env: &[(&str, &str)], overrides: &Overrides) -> String {
-        match load_with(file, env, overrides) {
+    fn error(file: Option<&str>, flags: &[&str]) -> String {
+        match load_with(file, flags) {
             Ok(config) => panic!("expected an error, got {config:?}"),
-            Err(e) => {
-                assert_eq!(e.exit_code(), 2);
-                e.to_string()
-            }
+            Err(e) => e.to_string(),
         }
     }
 
     #[test]
-    fn defaults() -> TestResult {
-        let config = load_with(None, &[], &Overrides::default())?;
-        assert_eq!(config, Config::default());
-        assert_eq!(config.database_url_secret(), "sqlite://quakesync.db");
-        assert_eq!(config.database.pool_size, 8);
-        assert_eq!(config.http.bind, "127.0.0.1:8080");
-        assert_eq!(config.http.admin_token, None);
-        assert_eq!(config.source.kind, SourceKindCfg::Fdsn);
+    fn defaults_come_from_the_crates() -> TestResult {
+        let c = load_with(None, &[])?;
+        assert_eq!(c.database.url.expose(), "sqlite://quakesync.db");
+        assert_eq!(c.database.pool_size.get(), 8);
+        assert_eq!(c.http.bind.to_string(), "127.0.0.1:8080");
+        assert!(c.http.admin_token.is_none());
+        assert_eq!(c.source.kind, SourceKind::Fdsn);
         assert_eq!(
-            config.source.url,
+            c.source_url(),
             "https://earthquake.usgs.gov/fdsnws/event/1/query"
         );
-        assert_eq!(config.source.start_time, None);
-        assert_eq!(config.source.min_magnitude, None);
+        assert!(c.source.start_time.is_none() && c.source.min_magnitude.is_none());
+        let s = &c.sync;
+        assert!(s.enabled);
         assert_eq!(
-            config.sync,
-            SyncConfig {
-                enabled: true,
-                interval_secs: 600,
-                startup_delay_secs: 30,
-                batch_size: 100,
-                overlap_secs: 300,
-                max_retries: 3,
-                http_timeout_secs: 30,
-                max_response_mb: 64,
-                max_pages: 10_000,
-            }
+            (
+                s.interval_secs.get(),
+                s.startup_delay_secs,
+                s.batch_size.get(),
+                s.overlap_secs
+            ),
+            (600, 30, 100, 300)
+        );
+        assert_eq!(
+            (
+                s.max_retries,
+                s.http_timeout_secs.get(),
+                s.max_response_mb.get(),
+                s.max_pages.get()
+            ),
+            (3, 30, 64, 10_000)
         );
         Ok(())
     }
 
     #[test]
-    fn shipped_config_file_loads_to_the_defaults() -> TestResult {
-        let config = load(Some(Path::new(SHIPPED)), &|_| None, &Overrides::default())?;
-        assert_eq!(config, Config::default());
-        Ok(())
-    }
-
-    #[test]
-    fn shipped_config_file_mentions_every_key() -> TestResult {
+    fn the_shipped_file_holds_every_key_at_its_default() -> TestResult {
         let text = fs::read_to_string(SHIPPED)?;
-        for (_, path, _) in Key::TABLE {
-            let (section, name) = path.split_once('.').ok_or("dotted key")?;
+        let from_file = load_with(Some(&text), &[])?;
+        assert_eq!(
+            from_file.redacted_toml()?,
+            load_with(None, &[])?.redacted_toml()?
+        );
+        for (key, ..) in SETTINGS {
+            let (section, name) = key.split_once('.').ok_or("dotted key")?;
             assert!(text.contains(&format!("[{section}]")), "{section}");
             assert!(
                 text.lines().any(|l| l
                     .trim_start_matches(['#', ' '])
                     .starts_with(&format!("{name} ="))),
-                "{path} missing from the shipped file"
+                "{key} missing from the shipped file"
             );
         }
         Ok(())
     }
 
     #[test]
-    fn file_overrides_defaults() -> TestResult {
-        let config = load_with(
-            Some(
-                r#"
-                [database]
-                url = "postgres://quake:pw@db:5432/quakes"
-                pool_size = 4
-                [http]
-                bind = "0.0.0.0:9000"
-                admin_token = "tok"
-                [source]
-                kind = "feed"
-                start_time = 2024-01-02T03:04:05Z
-                min_magnitude = 2
-                [sync]
-                enabled = false
-                batch_size = 20000
-                "#,
-            ),
-            &[],
-            &Overrides::default(),
-        )?;
+    fn the_file_overrides_defaults_and_flags_override_the_file() -> TestResult {
+        let file = r#"
+            [database]
+            url = "postgres://quake:pw@db:5432/quakes"
+            pool_size = 4
+            [http]
+            bind = "0.0.0.0:9000"
+            admin_token = "tok"
+            [source]
+            kind = "feed"
+            start_time = 2024-01-02T03:04:05Z
+            min_magnitude = 2
+            [sync]
+            enabled = false
+            batch_size = 20000
+        "#;
+        let c = load_with(Some(file), &[])?;
         assert_eq!(
-            config.database_url_secret(),
+            c.database.url.expose(),
             "postgres://quake:pw@db:5432/quakes"
         );
-        assert_eq!(config.database.pool_size, 4);
-        assert_eq!(config.http.bind, "0.0.0.0:9000");
-        assert_eq!(config.admin_token_secret(), Some("tok"));
-        assert_eq!(config.source.kind, SourceKindCfg::Feed);
+        assert_eq!(c.database.pool_size.get(), 4);
+        assert_eq!(c.http.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.admin_token_secret(), Some("tok"));
+        assert_eq!(c.source.kind, SourceKind::Feed);
         // The URL follows the kind when not set explicitly.
-        assert_eq!(config.source.url, SourceKindCfg::Feed.default_url());
+        assert_eq!(c.source_url(), quake_api::USGS_FEED_URL);
         assert_eq!(
-            config.source.start_time.map(|t| t.to_rfc3339()),
+            c.source.start_time.map(|t| t.0.to_rfc3339()),
             Some("2024-01-02T03:04:05+00:00".to_owned())
         );
-        assert_eq!(config.source.min_magnitude, Some(2.0));
-        assert!(!config.sync.enabled);
-        assert_eq!(config.sync.batch_size, 20000);
+        assert_eq!(c.source.min_magnitude, Some(Finite(2.0)));
+        assert!(!c.sync.enabled);
+        assert_eq!(c.sync.batch_size.get(), 20000);
         assert_eq!(
-            config.sync.interval_secs, 600,
+            c.sync.interval_secs.get(),
+            600,
             "untouched keys keep defaults"
         );
-        Ok(())
-    }
 
-    #[test]
-    fn env_overrides_file() -> TestResult {
-        let file = "[sync]\nbatch_size = 500\ninterval_secs = 60\n[source]\nurl = \"https://example.org/q\"\n";
-        let config = load_with(
+        let c = load_with(
             Some(file),
             &[
-                ("QUAKESYNC_BATCH_SIZE", "700"),
-                ("QUAKESYNC_SOURCE_KIND", "emsc"),
-                ("QUAKESYNC_SYNC_ENABLED", "false"),
-                ("QUAKESYNC_START_TIME", "2024-05-01T12:00:00+02:00"),
-                ("QUAKESYNC_OVERLAP_SECS", ""), // empty counts as unset
-                ("QUAKESYNC_MAX_PAGES", "50"),
+                "--database-url",
+                "postgresql://u@h/d",
+                "--bind",
+                "[::1]:7000",
+                "--source-kind",
+                "emsc",
+                "--batch-size",
+                "42",
+                "--sync-enabled",
+                "yes",
+                "--start-time",
+                "2024-05-01T12:00:00+02:00",
+                "--overlap-secs",
+                "", // empty counts as unset
             ],
-            &Overrides::default(),
         )?;
-        assert_eq!(config.sync.batch_size, 700);
-        assert_eq!(config.sync.max_pages, 50);
-        assert_eq!(config.sync.interval_secs, 60);
-        assert_eq!(config.sync.overlap_secs, 300);
-        assert!(!config.sync.enabled);
-        assert_eq!(config.source.kind, SourceKindCfg::Emsc);
-        // An explicit URL is kept when the kind changes.
-        assert_eq!(config.source.url, "https://example.org/q");
+        assert_eq!(c.database.url.expose(), "postgresql://u@h/d");
+        assert_eq!(c.http.bind.to_string(), "[::1]:7000");
+        assert_eq!(c.source_url(), quake_api::EMSC_FDSN_QUERY_URL);
+        assert_eq!(c.sync.batch_size.get(), 42);
+        assert!(c.sync.enabled);
+        assert_eq!(c.sync.overlap_secs, 300);
         assert_eq!(
-            config.source.start_time.map(|t| t.to_rfc3339()),
+            c.source.start_time.map(|t| t.0.to_rfc3339()),
             Some("2024-05-01T10:00:00+00:00".to_owned())
         );
-        Ok(())
-    }
-
-    #[test]
-    fn kind_from_env_picks_its_default_url() -> TestResult {
-        let config = load_with(
-            None,
-            &[("QUAKESYNC_SOURCE_KIND", "emsc")],
-            &Overrides::default(),
+        // An explicit URL is kept when the kind changes.
+        let c = load_with(
+            Some("[source]\nurl = \"https://example.org/q\"\n"),
+            &["--source-kind", "emsc"],
         )?;
-        assert_eq!(
-            config.source.url,
-            "https://www.seismicportal.eu/fdsnws/event/1/query"
-        );
+        assert_eq!(c.source_url(), "https://example.org/q");
         Ok(())
     }
 
     #[test]
-    fn flags_override_env() -> TestResult {
-        let overrides = Overrides {
-            database_url: Some("postgresql://u@h/d".to_owned()),
-            bind: Some("[::1]:7000".to_owned()),
-            source_kind: Some("feed".to_owned()),
-            source_url: Some("http://localhost:1234/feed.geojson".to_owned()),
-            start_time: Some("2020-01-01T00:00:00Z".to_owned()),
-            batch_size: Some("42".to_owned()),
-            no_migrate: true,
-        };
-        let config = load_with(
-            Some("[sync]\nbatch_size = 1\n"),
-            &[
-                ("DATABASE_URL", "sqlite://other.db"),
-                ("QUAKESYNC_BIND", "127.0.0.1:1"),
-                ("QUAKESYNC_SOURCE_KIND", "emsc"),
-                ("QUAKESYNC_BATCH_SIZE", "2"),
-            ],
-            &overrides,
-        )?;
-        assert_eq!(config.database_url_secret(), "postgresql://u@h/d");
-        assert_eq!(config.http.bind, "[::1]:7000");
-        assert_eq!(config.source.kind, SourceKindCfg::Feed);
-        assert_eq!(config.source.url, "http://localhost:1234/feed.geojson");
-        assert_eq!(config.sync.batch_size, 42);
-        Ok(())
-    }
-
-    #[test]
-    fn config_file_from_env_and_missing_files() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("q.toml");
-        fs::write(&path, "[sync]\nmax_retries = 9\n")?;
-        let path_str = path.to_str().ok_or("utf-8 path")?.to_owned();
-        let env = |k: &str| (k == CONFIG_PATH_ENV).then(|| path_str.clone());
-        let config = load(None, &env, &Overrides::default())?;
-        assert_eq!(config.sync.max_retries, 9);
-
-        // --config wins over QUAKESYNC_CONFIG; a missing named file is an error.
-        let missing = dir.path().join("missing.toml");
-        let err = load(Some(&missing), &env, &Overrides::default())
-            .err()
-            .ok_or("expected an error")?;
-        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
-        assert!(err.to_string().contains("missing.toml"), "{err}");
-        Ok(())
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let msg = error(Some("[sync]\nintervall = 5\n"), &[], &Overrides::default());
+    fn unknown_keys_are_named_with_their_file() {
+        let msg = error(Some("[sync]\nintervall = 5\n"), &[]);
         assert!(msg.starts_with("unknown key `sync.intervall` in "), "{msg}");
         assert!(msg.ends_with("quakesync.toml"), "{msg}");
-
-        let msg = error(Some("verbose = true\n"), &[], &Overrides::default());
+        let msg = error(Some("verbose = true\n"), &[]);
         assert!(msg.starts_with("unknown key `verbose` in "), "{msg}");
-
-        let msg = error(Some("[sync.extra]\nx = 1\n"), &[], &Overrides::default());
+        let msg = error(Some("[sync.extra]\nx = 1\n"), &[]);
         assert!(msg.starts_with("unknown key `sync.extra` in "), "{msg}");
     }
 
     #[test]
-    fn bad_values_name_their_key() {
-        let none = Overrides::default();
-        // (file contents, environment, expected message prefix)
-        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
-        let cases: &[Case<'_>] = &[
+    fn bad_values_name_their_key_and_origin() {
+        let cases: &[(Option<&str>, &[&str], &str)] = &[
             (
                 None,
-                &[("QUAKESYNC_BATCH_SIZE", "0")],
-                "invalid value for sync.batch_size (QUAKESYNC_BATCH_SIZE): 0 is outside 1..=20000",
+                &["--batch-size", "0"],
+                "invalid value for sync.batch_size (--batch-size): 0 is outside 1..=20000",
             ),
             (
                 Some("[sync]\nbatch_size = 20001\n"),
@@ -1019,8 +730,8 @@ mod tests {
             ),
             (
                 None,
-                &[("QUAKESYNC_SOURCE_KIND", "usgs")],
-                "invalid value for source.kind (QUAKESYNC_SOURCE_KIND): \"usgs\" is not one of fdsn, feed, emsc",
+                &["--source-kind", "usgs"],
+                "invalid value for source.kind (--source-kind): \"usgs\" is not one of fdsn, feed, emsc",
             ),
             (
                 Some("[source]\nstart_time = \"yesterday\"\n"),
@@ -1029,183 +740,132 @@ mod tests {
             ),
             (
                 None,
-                &[("QUAKESYNC_SYNC_ENABLED", "maybe")],
-                "invalid value for sync.enabled (QUAKESYNC_SYNC_ENABLED): \"maybe\" is not a boolean",
-            ),
-            (
-                Some("[sync]\nbatch_size = \"100\"\n"),
-                &[],
-                "invalid value for sync.batch_size in ",
+                &["--sync-enabled", "maybe"],
+                "invalid value for sync.enabled (--sync-enabled)",
             ),
             (
                 None,
-                &[("QUAKESYNC_MAX_PAGES", "0")],
-                "invalid value for sync.max_pages (QUAKESYNC_MAX_PAGES): 0 is below the minimum 1",
+                &["--pool-size", "0"],
+                "invalid value for database.pool_size (--pool-size): 0 is below the minimum 1",
             ),
             (
                 None,
-                &[("QUAKESYNC_DB_POOL_SIZE", "0")],
-                "invalid value for database.pool_size (QUAKESYNC_DB_POOL_SIZE): 0 is below the minimum 1",
+                &["--max-pages", "0"],
+                "invalid value for sync.max_pages (--max-pages): 0 is below the minimum 1",
             ),
             (
                 None,
-                &[("QUAKESYNC_SYNC_INTERVAL_SECS", "-5")],
-                "invalid value for sync.interval_secs (QUAKESYNC_SYNC_INTERVAL_SECS)",
+                &["--interval-secs", "-5"],
+                "invalid value for sync.interval_secs (--interval-secs)",
             ),
             (
                 None,
-                &[("QUAKESYNC_MAX_RESPONSE_MB", "0")],
+                &["--max-response-mb", "0"],
                 "invalid value for sync.max_response_mb",
             ),
             (
                 None,
-                &[("QUAKESYNC_HTTP_TIMEOUT_SECS", "0")],
+                &["--http-timeout-secs", "0"],
                 "invalid value for sync.http_timeout_secs",
             ),
             (
                 None,
-                &[("QUAKESYNC_BIND", "localhost")],
-                "invalid value for http.bind (QUAKESYNC_BIND)",
+                &["--bind", "localhost"],
+                "invalid value for http.bind (--bind)",
             ),
             (
                 None,
-                &[("QUAKESYNC_SOURCE_URL", "ftp://example.org/")],
-                "invalid value for source.url (QUAKESYNC_SOURCE_URL)",
+                &["--source-url", "ftp://example.org/"],
+                "invalid value for source.url (--source-url)",
             ),
             (
                 None,
-                &[("QUAKESYNC_MIN_MAGNITUDE", "NaN")],
-                "invalid value for source.min_magnitude (QUAKESYNC_MIN_MAGNITUDE)",
+                &["--min-magnitude", "NaN"],
+                "invalid value for source.min_magnitude (--min-magnitude)",
             ),
             (
                 None,
-                &[("DATABASE_URL", "quakes.db")],
-                "invalid value for database.url (DATABASE_URL)",
+                &["--database-url", "quakes.db"],
+                "invalid value for database.url (--database-url)",
+            ),
+            (
+                Some("[http]\nadmin_token = \"\"\n"),
+                &[],
+                "invalid value for http.admin_token in ",
             ),
             (Some("sync = 3\n"), &[], "invalid value for sync in "),
         ];
-        for (file, env, expected) in cases {
-            let msg = error(*file, env, &none);
+        for (file, flags, expected) in cases {
+            let msg = error(*file, flags);
             assert!(
                 msg.starts_with(expected),
                 "{msg:?} should start with {expected:?}"
             );
         }
-
-        let msg = error(Some("[source]\nstart_time = \"yesterday\"\n"), &[], &none);
+        let msg = error(Some("[source]\nstart_time = \"yesterday\"\n"), &[]);
         assert!(
             msg.ends_with(": \"yesterday\" is not an RFC 3339 timestamp"),
             "{msg}"
         );
-        let msg = error(Some("[sync]\nbatch_size = 20001\n"), &[], &none);
+        let msg = error(Some("[sync]\nbatch_size = 20001\n"), &[]);
         assert!(msg.ends_with(": 20001 is outside 1..=20000"), "{msg}");
-
-        let flags = Overrides {
-            batch_size: Some("0".to_owned()),
-            ..Overrides::default()
-        };
-        let msg = error(None, &[], &flags);
-        assert_eq!(
-            msg,
-            "invalid value for sync.batch_size (--batch-size): 0 is outside 1..=20000"
-        );
     }
 
     #[test]
     fn toml_syntax_errors_give_position_without_the_line() {
-        let msg = error(
-            Some("[database]\nurl = \"postgres://u:hunter2@h/d\n"),
-            &[],
-            &Overrides::default(),
-        );
+        let msg = error(Some("[database]\nurl = \"postgres://u:hunter2@h/d\n"), &[]);
         assert!(msg.starts_with("cannot parse config file "), "{msg}");
         assert!(msg.contains("line 2"), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
     }
 
     #[test]
-    fn redaction_never_shows_secrets() -> TestResult {
-        let password = "s3cr3t-p4ss";
-        let token = "t0k3n-value";
-        let config = load_with(
-            None,
-            &[
-                (
-                    "DATABASE_URL",
-                    &format!("postgres://quake:{password}@db:5432/quakes"),
-                ),
-                ("QUAKESYNC_ADMIN_TOKEN", token),
-            ],
-            &Overrides::default(),
-        )?;
-        assert_eq!(
-            config.database_url_redacted(),
-            "postgres://quake:***@db:5432/quakes"
-        );
-        let shown = [
-            config.redacted_toml(),
-            format!("{config:?}"),
-            config.database.url.to_string(),
-            config.database_url_redacted(),
-        ];
+    fn secrets_never_show() -> TestResult {
+        let (password, token) = ("s3cr3t-p4ss", "t0k3n-value");
+        let url = format!("postgres://quake:{password}@db:5432/quakes?password={password}");
+        let c = load_with(None, &["--database-url", &url, "--admin-token", token])?;
+        let shown = [c.redacted_toml()?, format!("{c:?}")];
         for text in &shown {
             assert!(!text.contains(password), "{text}");
             assert!(!text.contains(token), "{text}");
         }
-        assert!(shown[0].contains("url = \"postgres://quake:***@db:5432/quakes\""));
-        assert!(shown[0].contains("admin_token = \"***\""));
+        assert!(
+            shown[0].contains("url = \"postgres://quake:***@db:5432/quakes?password=***\""),
+            "{}",
+            shown[0]
+        );
+        assert!(shown[0].contains("admin_token = \"***\""), "{}", shown[0]);
         // Secrets still reach the code that needs them.
-        assert!(config.database_url_secret().contains(password));
-        assert_eq!(config.admin_token_secret(), Some(token));
-
+        assert_eq!(c.database.url.expose(), url);
+        assert_eq!(c.admin_token_secret(), Some(token));
         // Invalid URLs are redacted in errors too.
         let msg = error(
             None,
-            &[("DATABASE_URL", &format!("mysql://quake:{password}@db/q"))],
-            &Overrides::default(),
+            &["--database-url", &format!("mysql://quake:{password}@db/q")],
         );
         assert!(!msg.contains(password), "{msg}");
         Ok(())
     }
 
     #[test]
-    fn url_redaction_edge_cases() {
-        let cases = [
-            ("sqlite://quakesync.db", "sqlite://quakesync.db"),
-            ("postgres://user@host/db", "postgres://user@host/db"),
-            ("postgres://u:p/a@ss@host/db", "postgres://u:***@host/db"),
-            (
-                "postgres://host/db?user=u&password=x&sslmode=require",
-                "postgres://host/db?user=u&password=***&sslmode=require",
-            ),
-            ("postgres://u:pw@host", "postgres://u:***@host"),
+    fn the_printed_configuration_loads_back() -> TestResult {
+        let flags = [
+            "--start-time",
+            "2024-01-01T00:00:00.5Z",
+            "--min-magnitude",
+            "4",
+            "--source-kind",
+            "emsc",
+            "--sync-enabled",
+            "false",
         ];
-        for (url, expected) in cases {
-            assert_eq!(Secret::url(url).redacted(), expected);
-        }
-        assert_eq!(format!("{:?}", Secret::opaque("x")), "Secret(\"***\")");
-    }
-
-    #[test]
-    fn redacted_toml_lists_every_key_and_round_trips() -> TestResult {
-        let mut config = Config::default();
-        let text = config.redacted_toml();
-        for (_, path, _) in Key::TABLE {
-            let (_, name) = path.split_once('.').ok_or("dotted key")?;
-            assert!(
-                text.contains(&format!("{name} ")),
-                "{path} missing:\n{text}"
-            );
-        }
-        assert_eq!(load_with(Some(&text), &[], &Overrides::default())?, config);
-
-        config.source.start_time =
-            Some(DateTime::parse_from_rfc3339("2024-01-01T00:00:00.5Z")?.into());
-        config.source.min_magnitude = Some(4.0);
-        config.source.kind = SourceKindCfg::Emsc;
-        config.sync.enabled = false;
-        let text = config.redacted_toml();
-        assert_eq!(load_with(Some(&text), &[], &Overrides::default())?, config);
+        let c = load_with(None, &flags)?;
+        let text = c.redacted_toml()?;
+        assert!(
+            text.contains("start_time = \"2024-01-01T00:00:00.500Z\""),
+            "{text}"
+        );
+        assert_eq!(load_with(Some(&text), &[])?.redacted_toml()?, text);
         Ok(())
     }
 }

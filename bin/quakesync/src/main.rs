@@ -11,29 +11,34 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use sync_engine::{SyncOutcome, Trigger, summary_line};
 
 /// `sync` exit code when another sync holds the lock (EX_TEMPFAIL).
 const EXIT_SKIPPED: u8 = 75;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = match config::load(
-        cli.config.as_deref(),
-        &|k| std::env::var(k).ok(),
-        &cli.overrides,
-    ) {
+    let config = match config::load(&matches) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("quakesync: {e}");
-            return ExitCode::from(e.exit_code());
+            return ExitCode::from(config::ConfigError::EXIT_CODE);
         }
     };
     if let cli::Command::Config = cli.command {
-        print!("{}", config.redacted_toml());
-        return ExitCode::SUCCESS;
+        return match config.redacted_toml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("cannot print the configuration: {e}")),
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
-    let migrate = !cli.overrides.no_migrate;
+    let migrate = !cli.no_migrate;
     match cli.command {
         cli::Command::Config => ExitCode::SUCCESS,
         cli::Command::Migrate => match app::store(&config, false).await {

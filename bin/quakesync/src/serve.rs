@@ -46,7 +46,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         engine,
         Schedule {
             enabled: config.sync.enabled,
-            interval: Duration::from_secs(config.sync.interval_secs),
+            interval: Duration::from_secs(config.sync.interval_secs.get()),
             startup_delay: Duration::from_secs(config.sync.startup_delay_secs),
         },
     );
@@ -68,7 +68,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
     })
     .disable_signals()
     .shutdown_timeout(HTTP_GRACE_SECS);
-    let server = match server.bind(&config.http.bind) {
+    let server = match server.bind(config.http.bind) {
         Ok(s) => s,
         Err(e) => {
             service.shutdown(SYNC_WAIT).await;

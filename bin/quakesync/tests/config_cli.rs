@@ -72,3 +72,77 @@ fn bad_configuration_exits_2_naming_the_key() -> TestResult {
     );
     Ok(())
 }
+
+/// Defaults < file < environment < flags, through the real binary (the environment is the
+/// process's own, so it is tested here rather than in the unit tests).
+#[test]
+fn the_environment_overrides_the_file_and_flags_override_both() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir(dir.path().join("config"))?;
+    std::fs::write(
+        dir.path().join("config/quakesync.toml"),
+        "[sync]\nbatch_size = 500\ninterval_secs = 60\nmax_pages = 7\n",
+    )?;
+    let out = quakesync(
+        dir.path(),
+        &["config", "--interval-secs", "90"],
+        &[
+            ("QUAKESYNC_BATCH_SIZE", "700"),
+            ("QUAKESYNC_SYNC_INTERVAL_SECS", "80"),
+            ("QUAKESYNC_SOURCE_KIND", "emsc"),
+            ("QUAKESYNC_SYNC_ENABLED", "false"),
+            ("QUAKESYNC_OVERLAP_SECS", ""), // empty counts as unset
+        ],
+    )?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{stdout}");
+    for line in [
+        "batch_size = 700",
+        "interval_secs = 90",
+        "max_pages = 7",
+        "overlap_secs = 300",
+        "enabled = false",
+        "kind = \"emsc\"",
+        "url = \"https://www.seismicportal.eu/fdsnws/event/1/query\"",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "{line}:\n{stdout}");
+    }
+
+    // A bad value names the key and where it came from: the file, the variable, the flag.
+    for (args, env, want) in [
+        (
+            &["config"][..],
+            &[("QUAKESYNC_MAX_PAGES", "0")][..],
+            "invalid value for sync.max_pages (QUAKESYNC_MAX_PAGES): 0 is below the minimum 1",
+        ),
+        (
+            &["config", "--max-pages", "0"][..],
+            &[][..],
+            "invalid value for sync.max_pages (--max-pages): 0 is below the minimum 1",
+        ),
+        (
+            &["config"][..],
+            &[("QUAKESYNC_SYNC_ENABLED", "maybe")][..],
+            "invalid value for sync.enabled (QUAKESYNC_SYNC_ENABLED)",
+        ),
+    ] {
+        let out = quakesync(dir.path(), args, env)?;
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(stderr.contains(want), "{stderr}");
+    }
+    std::fs::write(
+        dir.path().join("config/quakesync.toml"),
+        "[sync]\nbatch_size = 0\n",
+    )?;
+    let out = quakesync(dir.path(), &["config"], &[])?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains(
+            "invalid value for sync.batch_size in config/quakesync.toml: 0 is outside 1..=20000"
+        ),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -15,7 +15,10 @@ use quake_core::redact_parsed;
 pub const USGS_FDSN_QUERY_URL: &str = "https://earthquake.usgs.gov/fdsnws/event/1/query";
 /// Default EMSC seismicportal FDSN event query URL.
 pub const EMSC_FDSN_QUERY_URL: &str = "https://www.seismicportal.eu/fdsnws/event/1/query";
-/// The largest `limit` the USGS service accepts.
+/// The USGS real-time summary feed of the last hour, all magnitudes.
+pub const USGS_FEED_URL: &str =
+    "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson";
+/// The largest `limit` USGS's FDSN service accepts (its `maxAllowed`).
 pub const USGS_MAX_LIMIT: u32 = 20000;
 
 /// Parameters of an FDSN event query. Unset fields are not sent.

@@ -9,7 +9,7 @@ mod parse;
 
 pub use client::{
     EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FdsnQuery, FeedClient,
-    USGS_FDSN_QUERY_URL, USGS_MAX_LIMIT, fdsn_time,
+    USGS_FDSN_QUERY_URL, USGS_FEED_URL, USGS_MAX_LIMIT, fdsn_time,
 };
 pub use error::ApiError;
 pub use event::{Event, Page, RejectedRecord, SourceKind, validate_event};

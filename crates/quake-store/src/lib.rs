@@ -24,7 +24,10 @@ pub use models::{
     Earthquake, EventRecord, NewRejected, RejectedRecord, RunCounts, StoredVersion, SyncRun,
     SyncState,
 };
-pub use pool::{Backend, DbConn, PoolState, PooledConn, SqliteConn, Store, StoreOptions};
+pub use pool::{
+    Backend, DEFAULT_DATABASE_URL, DEFAULT_POOL_SIZE, DbConn, PoolState, PooledConn, SqliteConn,
+    Store, StoreOptions,
+};
 pub use read::CatalogueCounts;
 pub use types::Ts;
 pub use write::{Outcome, PageResult, WriteMode};

@@ -44,6 +44,11 @@ impl Backend {
     }
 }
 
+/// The database when none is configured: a SQLite file in the working directory (SPEC 2).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://quakesync.db";
+/// The default of [`StoreOptions::pool_size`] (SPEC: 8).
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
 /// Pool and connection settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -60,7 +65,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            pool_size: 8,
+            pool_size: DEFAULT_POOL_SIZE,
             connection_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(60),
             application_name: "quakesync".into(),

@@ -36,14 +36,22 @@ pub struct EngineConfig {
 
 /// The default of [`EngineConfig::max_pages`]: a million events in pages of 100.
 pub const DEFAULT_MAX_PAGES: u64 = 10_000;
+/// The default of [`EngineConfig::batch_size`] (SPEC: 100).
+pub const DEFAULT_BATCH_SIZE: u32 = 100;
+/// The largest [`EngineConfig::batch_size`]: the FDSN services' cap on `limit`.
+pub const MAX_BATCH_SIZE: u32 = quake_api::USGS_MAX_LIMIT;
+/// The default of [`EngineConfig::overlap`] (SPEC: 300 s).
+pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(300);
+/// The default of [`EngineConfig::initial_lookback`]: 24 hours.
+pub const DEFAULT_INITIAL_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            batch_size: 100,
-            overlap: Duration::from_secs(300),
+            batch_size: DEFAULT_BATCH_SIZE,
+            overlap: DEFAULT_OVERLAP,
             start_time: None,
-            initial_lookback: Duration::from_secs(24 * 3600),
+            initial_lookback: DEFAULT_INITIAL_LOOKBACK,
             min_magnitude: None,
             max_pages: DEFAULT_MAX_PAGES,
         }

@@ -14,8 +14,9 @@ pub use backfill::{
     ProgressFn,
 };
 pub use engine::{
-    DEFAULT_MAX_PAGES, Engine, EngineConfig, EngineError, StartOutcome, SyncOutcome, Trigger,
-    summary, summary_line,
+    DEFAULT_BATCH_SIZE, DEFAULT_INITIAL_LOOKBACK, DEFAULT_MAX_PAGES, DEFAULT_OVERLAP, Engine,
+    EngineConfig, EngineError, MAX_BATCH_SIZE, StartOutcome, SyncOutcome, Trigger, summary,
+    summary_line,
 };
 pub use scheduler::{Scheduler, SchedulerHandle, TickOutcome};
 pub use service::{

@@ -256,10 +256,16 @@ impl Serialize for AdminToken {
     }
 }
 
-/// An http(s) URL with a host.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
+/// An http(s) URL with a host; shown redacted (it may carry credentials).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
 pub struct HttpUrl(String);
+
+impl Serialize for HttpUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&quake_core::redact_url(&self.0))
+    }
+}
 
 impl TryFrom<String> for HttpUrl {
     type Error = String;
@@ -274,12 +280,6 @@ impl TryFrom<String> for HttpUrl {
                 quake_core::redact_url(&raw)
             )),
         }
-    }
-}
-
-impl From<HttpUrl> for String {
-    fn from(u: HttpUrl) -> String {
-        u.0
     }
 }
 

@@ -245,3 +245,168 @@ async fn no_secret_in_serve_logs_or_answers_and_oversized_requests_are_refused()
         assert_no_secret("a response body", b);
     }
 }
+
+const DB_QUERY_PASSWORD: &str = "Db-Query-Pw-s3cret";
+const UP_TOKEN: &str = "Upstream-Tok-s3cret";
+
+/// Standard base64, for the `Authorization: Basic` form of the upstream's credentials.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_secret_at_all(what: &str, text: &str) {
+    assert_no_secret(what, text);
+    let basic = base64(format!("mirror:{UP_PASSWORD}").as_bytes());
+    for s in [DB_QUERY_PASSWORD, UP_TOKEN, basic.as_str()] {
+        assert!(!text.contains(s), "{what} leaks a secret ({s}):\n{text}");
+    }
+}
+
+/// Stdout and stderr of a finished command, with its exit code.
+fn run(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// Issue 15: every secret at once (the database password in the user-info and as
+/// `?password=`, the admin token, the upstream's credentials in the user-info and as
+/// `?token=`), every log line at trace level (the dependencies' too), every error and every
+/// answer, across `config`, `migrate`, `sync` (succeeding and failing), `serve`, and a
+/// database that cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_any_log_line_error_or_answer_at_trace_level() {
+    let Some(db) = TestDb::postgres("reliability_security::no_secret_at_trace").await else {
+        return;
+    };
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(QUERY_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("usgs_fdsn_query_2021-11-09T2234Z_null-mag.geojson"),
+            "application/json",
+        ))
+        .mount(&upstream)
+        .await;
+    let failing = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("down for maintenance"))
+        .mount(&failing)
+        .await;
+    let with_secrets = |db_url: &str| {
+        let mut u = url::Url::parse(&with_password(db_url, DB_PASSWORD)).unwrap();
+        u.query_pairs_mut()
+            .append_pair("password", DB_QUERY_PASSWORD);
+        u.to_string()
+    };
+    let db_url = with_secrets(&db.url);
+    let source = |server: &MockServer| {
+        format!(
+            "http://mirror:{UP_PASSWORD}@{}{QUERY_PATH}?token={UP_TOKEN}",
+            server.address()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let command = |db_url: &str, server: &MockServer| {
+        let mut cmd = quakesync(dir.path(), db_url, "http://unused");
+        cmd.env("RUST_LOG", "trace")
+            .env("QUAKESYNC_SOURCE_URL", source(server))
+            .env("QUAKESYNC_ADMIN_TOKEN", TOKEN);
+        cmd
+    };
+
+    let mut config = command(&db_url, &upstream);
+    config.arg("config");
+    let (code, text) = run(config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("password=***"), "{text}");
+    assert_no_secret_at_all("quakesync config", &text);
+
+    let mut migrate = command(&db_url, &upstream);
+    migrate.arg("migrate");
+    let (code, text) = run(migrate);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("TRACE"), "trace logging was on: {text}");
+    assert_no_secret_at_all("quakesync migrate", &text);
+
+    let mut sync = command(&db_url, &upstream);
+    sync.arg("sync");
+    let (code, text) = run(sync);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 total processed"), "{text}");
+    assert_no_secret_at_all("quakesync sync", &text);
+
+    let mut sync = command(&db_url, &failing);
+    sync.args(["sync", "--json"]);
+    let (code, text) = run(sync);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("HTTP 503"), "the failure is reported: {text}");
+    assert_no_secret_at_all("a failed quakesync sync", &text);
+
+    // A database that does not answer, and one that is not even a database URL.
+    for (url, want) in [
+        (with_secrets("postgres://quake@127.0.0.1:9/quakes"), Some(1)),
+        (
+            format!("mysql://quake:{DB_PASSWORD}@db/q?password={DB_QUERY_PASSWORD}"),
+            Some(2),
+        ),
+    ] {
+        let mut sync = command(&url, &upstream);
+        sync.arg("sync");
+        let (code, text) = run(sync);
+        assert_eq!(code, want, "{text}");
+        assert!(text.contains("database"), "{text}");
+        assert_no_secret_at_all("a sync without its database", &text);
+    }
+
+    let mut cmd = command(&db_url, &failing);
+    cmd.env("QUAKESYNC_STARTUP_DELAY_SECS", "0")
+        .env("QUAKESYNC_SYNC_INTERVAL_SECS", "3600");
+    let mut serve = Serve::start(cmd, dir.path(), "trace");
+    serve.wait_ready().await;
+    let port = serve.port;
+    let mut bodies = Vec::new();
+    for (verb, p, token) in [
+        ("POST", "/sync?wait=true", Some(TOKEN)),
+        ("POST", "/sync", Some("wrong-token")),
+        ("GET", "/", None),
+        ("GET", "/health", None),
+        ("GET", "/health/ready", None),
+        ("GET", "/sync-status", None),
+        ("GET", "/sync-runs", None),
+        ("GET", "/metrics", None),
+        ("GET", "/fdsnws/event/1/query?limit=1&format=geojson", None),
+        ("GET", "/nope", None),
+    ] {
+        let (s, b) = http_raw(port, verb, p, token, "").await.unwrap();
+        assert!(s < 500, "{p}: {s}: {b}");
+        bodies.push(b);
+    }
+    assert_eq!(serve.terminate(), Some(0), "{}", serve.log());
+    let log = serve.log();
+    assert!(log.contains("TRACE"), "trace logging was on");
+    assert!(log.contains("HTTP 503"), "the upstream failure was logged");
+    assert_no_secret_at_all("serve's log", &log);
+    for b in &bodies {
+        assert_no_secret_at_all("a response body", b);
+    }
+}

@@ -439,7 +439,7 @@ fn render(
     }
     let _ = write!(
         h,
-        r#"</tbody></table></section></main><footer>Generated {} · refreshes every {REFRESH_SECS} s · <a href="./health">health</a> · <a href="./sync-status">sync status</a> · <a href="./metrics">metrics</a> · <a href="./fdsnws/event/1/query?limit=100">events as GeoJSON</a></footer></body></html>"#,
+        r#"</tbody></table></section></main><footer>Generated {} · refreshes every {REFRESH_SECS} s · <a href="./health">health</a> · <a href="./sync-status">sync status</a> · <a href="./metrics">metrics</a> · <a href="./fdsnws/event/1/query?format=geojson&amp;limit=100">events as GeoJSON</a></footer></body></html>"#,
         esc(&when(Some(now)))
     );
     h

@@ -4,6 +4,12 @@
 //! lookups (primary id, alias), measured through the actix service in process (routing,
 //! parameter checks, the query, GeoJSON serialization, the body read back), not the network.
 //!
+//! Then (issue 16) whole answers in each format: QuakeML, text and GeoJSON of 1000 and 20000
+//! events, in events per second and the peak memory the answer adds to the process (VmHWM
+//! reset through /proc/self/clear_refs before each; the body is read chunk by chunk and
+//! dropped, as a client on the network would), and whether the radius search used the
+//! point index (its idx_scan count in pg_stat_user_indexes).
+//!
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p status-http --bench read_query`
 //! (`QS_BENCH_EVENTS=N` for another catalogue size; `QS_BENCH_ITERS=N` samples per query;
 //! `QS_BENCH_DATABASE_URL=postgres://…/db` to keep the filled catalogue between runs).
@@ -95,9 +101,22 @@ fn catalogue(n: usize) -> Vec<EventRecord> {
                 content_hash: format!("{i:032x}"),
                 cdi: None,
                 mmi: None,
-                gap: None,
-                sources: None,
-                properties: None,
+                gap: Some((i % 360) as f64),
+                sources: Some(format!(",{net},us,")),
+                properties: Some(format!(
+                    r#"{{"mag":{mag},"place":"{km} km NNE of Somewhere {s}, Region","time":{t},"updated":{u},"tz":null,"url":"https://earthquake.usgs.gov/earthquakes/eventpage/{id}","detail":"https://earthquake.usgs.gov/fdsnws/event/1/query?eventid={id}&format=geojson","felt":null,"cdi":null,"mmi":null,"alert":null,"status":"{status}","tsunami":0,"sig":{sig},"net":"{net}","code":"{i:08}","ids":",{ids},","sources":",{net},us,","types":",origin,phase-data,","nst":{nst},"dmin":0.0{dmin},"rms":0.17,"gap":{gap},"magType":"ml","type":"earthquake","title":"M - Somewhere"}}"#,
+                    mag = mag.map_or("null".to_string(), |m| m.to_string()),
+                    km = i % 97,
+                    s = i % 1013,
+                    t = time.timestamp_millis(),
+                    u = updated.timestamp_millis(),
+                    status = if i % 3 == 0 { "automatic" } else { "reviewed" },
+                    sig = i % 1000,
+                    ids = ids.join(","),
+                    nst = i % 90,
+                    dmin = i % 1000,
+                    gap = i % 360,
+                )),
             }
         })
         .collect()
@@ -243,6 +262,14 @@ async fn main() {
                 cursor.format("%Y-%m-%dT%H:%M:%S")
             ),
         ),
+        (
+            "radius 300 km (latitude, longitude, maxradiuskm)",
+            "latitude=35&longitude=-118&maxradiuskm=300&limit=1000".into(),
+        ),
+        (
+            "radius 5 degrees across the antimeridian",
+            "latitude=-20&longitude=179&maxradius=5&limit=1000".into(),
+        ),
         ("eventid (primary id)", format!("eventid={}", mid.id)),
         ("eventid (alias)", format!("eventid={alias}")),
     ];
@@ -253,7 +280,7 @@ async fn main() {
     );
     let mut worst = Duration::ZERO;
     for (name, q) in &queries {
-        let uri = format!("/fdsnws/event/1/query?{q}");
+        let uri = format!("/fdsnws/event/1/query?format=geojson&{q}");
         let mut samples = Vec::with_capacity(iters);
         let mut events = 0;
         let mut body_len = 0;
@@ -292,5 +319,142 @@ async fn main() {
         ms(worst),
         if worst < TARGET { "under" } else { "OVER" },
         TARGET.as_millis()
+    );
+    formats(&app, n).await;
+    point_index_used(&app, &client).await;
+}
+
+/// Peak resident memory since the last reset, and the reset (Linux).
+fn vm_hwm_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn vm_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn reset_hwm() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Reads a response body chunk by chunk, dropping each: its length.
+async fn drain(res: actix_web::dev::ServiceResponse) -> usize {
+    use actix_web::body::MessageBody;
+    let body = res.into_body();
+    let mut body = std::pin::pin!(body);
+    let mut n = 0;
+    while let Some(chunk) = std::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+        n += chunk.unwrap().len();
+    }
+    n
+}
+
+async fn formats<S>(app: &S, n: usize)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    println!();
+    println!(
+        "{:<10} {:>8} {:>10} {:>12} {:>10} {:>14}",
+        "format", "events", "time", "events/s", "body", "peak memory +"
+    );
+    let repeat: usize = std::env::var("QS_BENCH_FORMAT_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for limit in [1000, 20000] {
+        for format in ["xml", "text", "geojson"] {
+            let uri = format!(
+                "/fdsnws/event/1/query?format={format}&starttime=2022-01-01&orderby=time-asc&limit={limit}"
+            );
+            let mut times = Vec::new();
+            let mut peaks = Vec::new();
+            let mut len = 0;
+            for _ in 0..repeat {
+                let base = vm_rss_kb().unwrap_or(0);
+                reset_hwm();
+                let started = Instant::now();
+                let res = actix_web::test::call_service(
+                    app,
+                    actix_web::test::TestRequest::get().uri(&uri).to_request(),
+                )
+                .await;
+                assert_eq!(res.status().as_u16(), 200, "{uri}");
+                len = drain(res).await;
+                times.push(started.elapsed());
+                peaks.push(vm_hwm_kb().unwrap_or(0).saturating_sub(base));
+            }
+            times.sort();
+            peaks.sort();
+            let t = times[times.len() / 2];
+            println!(
+                "{format:<10} {limit:>8} {:>10} {:>12.0} {:>7} kB {:>11.1} MB",
+                ms(t),
+                limit as f64 / t.as_secs_f64(),
+                len / 1024,
+                peaks[peaks.len() / 2] as f64 / 1024.0
+            );
+        }
+    }
+    println!(
+        "(over {n} stored events; median of {repeat}; peak memory: VmHWM growth over VmRSS before the request)"
+    );
+}
+
+/// Runs the radius query and reports how often PostgreSQL scanned the point index for it.
+async fn point_index_used<S>(app: &S, client: &tokio_postgres::Client)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    let scans = || async {
+        client
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let row = client
+            .query_one(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'earthquakes_point_idx'",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    let before = scans().await;
+    for _ in 0..5 {
+        let res = actix_web::test::call_service(
+            app,
+            actix_web::test::TestRequest::get()
+                .uri("/fdsnws/event/1/query?format=text&latitude=35&longitude=-118&maxradiuskm=300&limit=1000")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status().as_u16(), 200);
+        drain(res).await;
+    }
+    // A backend reports its statistics when idle, at most every second (PostgreSQL 15: up to
+    // 10 s later).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let after = scans().await;
+    println!(
+        "radius query (300 km, 5 runs): earthquakes_point_idx scanned {} times{}",
+        after - before,
+        if after > before {
+            ""
+        } else {
+            " — the radius search did NOT use the point index"
+        }
     );
 }

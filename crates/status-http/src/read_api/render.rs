@@ -78,9 +78,27 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 // ---------------------------------------------------------------------------
 // GeoJSON
 
+/// A number as USGS writes it: an integral value without a fraction (`10`, not `10.0`).
+fn usgs_number<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < 1.0e15 => s.serialize_i64(*x as i64),
+        Some(x) => s.serialize_f64(*x),
+        None => s.serialize_none(),
+    }
+}
+
+/// USGS `geometry.coordinates`: `[lon, lat, depth]`, numbers as [`usgs_number`] writes them.
+#[derive(serde::Serialize)]
+struct Coordinates(
+    #[serde(serialize_with = "usgs_number")] Option<f64>,
+    #[serde(serialize_with = "usgs_number")] Option<f64>,
+    #[serde(serialize_with = "usgs_number")] Option<f64>,
+);
+
 /// USGS GeoJSON `properties` made from the columns, in the order USGS sends them.
 #[derive(serde::Serialize)]
 struct Properties<'a> {
+    #[serde(serialize_with = "usgs_number")]
     mag: Option<f64>,
     place: Option<&'a str>,
     time: serde_json::Number,
@@ -89,7 +107,9 @@ struct Properties<'a> {
     url: Option<&'a str>,
     detail: &'a str,
     felt: Option<i32>,
+    #[serde(serialize_with = "usgs_number")]
     cdi: Option<f64>,
+    #[serde(serialize_with = "usgs_number")]
     mmi: Option<f64>,
     alert: Option<&'a str>,
     status: &'a str,
@@ -103,6 +123,7 @@ struct Properties<'a> {
     nst: Option<i32>,
     dmin: Option<f64>,
     rms: Option<f64>,
+    #[serde(serialize_with = "usgs_number")]
     gap: Option<f64>,
     #[serde(rename = "magType")]
     mag_type: Option<&'a str>,
@@ -240,7 +261,8 @@ pub(crate) fn write_feature(out: &mut Vec<u8>, ev: &Earthquake, base: &str, sing
         }
     }
     out.extend_from_slice(br#","geometry":{"type":"Point","coordinates":"#);
-    let _ = serde_json::to_writer(&mut *out, &(ev.longitude, ev.latitude, ev.depth_km));
+    let coordinates = Coordinates(Some(ev.longitude), Some(ev.latitude), ev.depth_km);
+    let _ = serde_json::to_writer(&mut *out, &coordinates);
     out.extend_from_slice(br#"},"id":"#);
     let _ = serde_json::to_writer(&mut *out, &ev.id);
     out.push(b'}');

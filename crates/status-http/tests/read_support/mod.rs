@@ -199,6 +199,36 @@ macro_rules! get {
     }};
 }
 
+/// `text!(app, "/uri")`: status, content type and body text (the URI as given).
+#[macro_export]
+macro_rules! text {
+    ($app:expr, $uri:expr) => {{
+        let uri: &str = &$uri;
+        let res = actix_web::test::call_service(
+            $app,
+            actix_web::test::TestRequest::get().uri(uri).to_request(),
+        )
+        .await;
+        $crate::read_support::text_of(res).await
+    }};
+}
+
+/// Status, content type and body text of a response.
+pub async fn text_of(res: ServiceResponse) -> (u16, String, String) {
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = actix_web::test::read_body(res).await;
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
 /// `uri` with `format=geojson` added on the FDSN paths when it names no format.
 pub fn geojson_by_default(uri: &str) -> String {
     if uri.starts_with("/fdsnws/event/1/") && !uri.contains("format=") {

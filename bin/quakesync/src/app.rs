@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quake_api::{EmscClient, FdsnClient, FeedClient, HttpOptions};
+use quake_api::HttpOptions;
 use quake_store::{Store, StoreOptions};
-use sync_engine::{EmscSource, Engine, EngineConfig, FdsnSource, FeedSource, Source};
+use sync_engine::{Engine, EngineConfig, Source};
 
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
 
 /// Connects the pool and, unless told not to, applies migrations.
 pub async fn store(config: &Config, migrate: bool) -> Result<Store, String> {
@@ -46,27 +46,16 @@ pub fn http_options(config: &Config) -> HttpOptions {
 
 /// The configured upstream.
 pub fn source(config: &Config) -> Result<Arc<dyn Source>, String> {
-    let opts = http_options(config);
-    let url = config.source_url();
-    let source: Arc<dyn Source> = match config.source.kind {
-        SourceKind::Fdsn => Arc::new(FdsnSource(
-            FdsnClient::new(url, opts).map_err(|e| e.to_string())?,
-        )),
-        SourceKind::Feed => Arc::new(FeedSource(
-            FeedClient::new(url, opts).map_err(|e| e.to_string())?,
-        )),
-        SourceKind::Emsc => Arc::new(EmscSource(
-            EmscClient::new(url, opts).map_err(|e| e.to_string())?,
-        )),
-    };
-    Ok(source)
+    let kind = config.source.kind;
+    kind.source(config.source_url(), http_options(config))
+        .map_err(|e| e.to_string())
 }
 
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         batch_size: config.sync.batch_size.get_u32(),
         overlap: Duration::from_secs(config.sync.overlap_secs),
-        start_time: config.source.start_time.map(|t| t.0),
+        start_time: config.source.start_time,
         min_magnitude: config.source.min_magnitude.map(f64::from),
         max_pages: config.sync.max_pages.get(),
         ..EngineConfig::default()

@@ -10,7 +10,7 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use quake_api::FdsnClient;
@@ -21,10 +21,10 @@ use sync_engine::{
 
 use crate::app;
 use crate::cli::BackfillArgs;
-use crate::config::{Config, SourceKind};
+use crate::config::Config;
 
 pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCode {
-    if !matches!(config.source.kind, SourceKind::Fdsn) {
+    if !matches!(config.source.kind, sync_engine::SourceKind::Fdsn) {
         return crate::fail(
             "backfill needs an FDSN event service (source.kind = \"fdsn\"): summary feeds have no history and EMSC has no count method",
         );
@@ -50,7 +50,7 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
         let (p, bar) = bar_progress();
         (p, Some(bar))
     } else {
-        (log_progress(), None)
+        (sync_engine::progress::log_lines(), None)
     };
     let outcome = engine.backfill(&client, &opts, Some(progress)).await;
     stop_on_signal.abort();
@@ -107,75 +107,6 @@ async fn stop_on_signal(engine: Engine) {
     engine.shutdown_token().cancel();
 }
 
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    started: Option<Instant>,
-    expected: u64,
-    windows_done: u64,
-    windows_total: u64,
-}
-
-impl Tally {
-    /// Events per second and the time left, from the records fetched so far in this run.
-    fn rate_eta(&self, fetched: u64) -> (f64, Option<Duration>) {
-        let secs = self
-            .started
-            .map(|s| s.elapsed().as_secs_f64())
-            .unwrap_or(0.0);
-        let rate = if secs > 0.0 {
-            fetched as f64 / secs
-        } else {
-            0.0
-        };
-        let eta = (rate > 0.0)
-            .then(|| Duration::from_secs_f64(self.expected.saturating_sub(fetched) as f64 / rate));
-        (rate, eta)
-    }
-}
-
-/// One log line per window (and one when the plan is known).
-fn log_progress() -> ProgressFn {
-    let tally = Mutex::new(Tally::default());
-    Arc::new(move |e: &BackfillEvent| {
-        let Ok(mut t) = tally.lock() else { return };
-        match e {
-            BackfillEvent::Planned(p) => {
-                t.started = Some(Instant::now());
-                t.expected = p.expected_events;
-            }
-            BackfillEvent::WindowDone {
-                window: (a, b),
-                events,
-                windows_done,
-                windows_total,
-                totals,
-            } => {
-                let fetched = totals.fetched.max(0) as u64;
-                let (rate, eta) = t.rate_eta(fetched);
-                log::info!(
-                    "Backfill window {windows_done}/{windows_total} done: {} .. {}, {events} event(s); {fetched}/{} event(s) this run, {rate:.1}/s, ETA {}",
-                    a.to_rfc3339(),
-                    b.to_rfc3339(),
-                    t.expected.max(fetched),
-                    eta.map(fmt_duration).unwrap_or_else(|| "-".into()),
-                );
-            }
-            _ => {}
-        }
-    })
-}
-
 /// An indicatif bar over the events to fetch, with windows done/total in its message.
 fn bar_progress() -> (ProgressFn, ProgressBar) {
     let bar = ProgressBar::new_spinner();
@@ -186,10 +117,11 @@ fn bar_progress() -> (ProgressFn, ProgressBar) {
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
-    let tally = Mutex::new(Tally::default());
+    // (windows done, windows in the plan)
+    let windows = Mutex::new((0u64, 0u64));
     let b = bar.clone();
     let progress: ProgressFn = Arc::new(move |e: &BackfillEvent| {
-        let Ok(mut t) = tally.lock() else { return };
+        let Ok(mut w) = windows.lock() else { return };
         match e {
             BackfillEvent::Counted {
                 requests, count, ..
@@ -198,13 +130,12 @@ fn bar_progress() -> (ProgressFn, ProgressBar) {
                 count.map_or_else(|| "over the limit".to_string(), |c| c.to_string())
             )),
             BackfillEvent::Planned(p) => {
-                t.windows_done = p.windows_done;
-                t.windows_total = p.windows_total;
+                *w = (p.windows_done, p.windows_total);
                 b.set_style(style.clone());
                 b.set_length(p.expected_events);
                 b.set_position(0);
                 b.reset_eta();
-                b.set_message(format!("windows {}/{}", t.windows_done, t.windows_total));
+                b.set_message(format!("windows {}/{}", w.0, w.1));
             }
             BackfillEvent::Page { totals, .. } => {
                 let pos = totals.fetched.max(0) as u64;
@@ -214,16 +145,15 @@ fn bar_progress() -> (ProgressFn, ProgressBar) {
                 b.set_position(pos);
             }
             BackfillEvent::Split { .. } => {
-                t.windows_total += 1;
-                b.set_message(format!("windows {}/{}", t.windows_done, t.windows_total));
+                w.1 += 1;
+                b.set_message(format!("windows {}/{}", w.0, w.1));
             }
             BackfillEvent::WindowDone {
                 windows_done,
                 windows_total,
                 ..
             } => {
-                t.windows_done = *windows_done;
-                t.windows_total = *windows_total;
+                *w = (*windows_done, *windows_total);
                 b.set_message(format!("windows {windows_done}/{windows_total}"));
             }
             BackfillEvent::Started { .. } => {}

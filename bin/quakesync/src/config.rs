@@ -21,6 +21,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
+use sync_engine::SourceKind;
 
 use crate::cli::SETTINGS;
 
@@ -64,7 +65,7 @@ pub struct SourceConfig {
     pub url: Option<HttpUrl>,
     /// Unset: 24 hours before the first run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<Timestamp>,
+    pub start_time: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_magnitude: Option<Finite>,
 }
@@ -201,21 +202,12 @@ impl TryFrom<String> for DatabaseUrl {
     type Error = String;
 
     fn try_from(url: String) -> Result<Self, String> {
-        let valid = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sqlite") => !rest.is_empty(),
-            Some((scheme, rest)) => {
-                ["postgres", "postgresql"].contains(&scheme.to_ascii_lowercase().as_str())
-                    && !rest.is_empty()
-            }
-            None => false,
-        };
-        if valid {
-            Ok(DatabaseUrl(url.into()))
-        } else {
-            Err(format!(
+        match quake_store::Backend::of_url(&url) {
+            Some(_) => Ok(DatabaseUrl(url.into())),
+            None => Err(format!(
                 "{:?} is not a database URL (expected postgres://…, postgresql://… or sqlite://PATH)",
                 quake_core::redact_url(&url)
-            ))
+            )),
         }
     }
 }
@@ -271,36 +263,8 @@ impl TryFrom<String> for HttpUrl {
     type Error = String;
 
     fn try_from(raw: String) -> Result<Self, String> {
-        match url::Url::parse(&raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-                Ok(HttpUrl(raw))
-            }
-            _ => Err(format!(
-                "{:?} is not an http(s) URL",
-                quake_core::redact_url(&raw)
-            )),
-        }
-    }
-}
-
-/// An RFC 3339 timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Timestamp(pub DateTime<Utc>);
-
-impl TryFrom<String> for Timestamp {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| Timestamp(t.to_utc()))
-            .map_err(|_| format!("{s:?} is not an RFC 3339 timestamp"))
-    }
-}
-
-impl From<Timestamp> for String {
-    fn from(t: Timestamp) -> String {
-        t.0.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        quake_api::check_url(&raw).map_err(|e| e.to_string())?;
+        Ok(HttpUrl(raw))
     }
 }
 
@@ -324,40 +288,6 @@ impl TryFrom<f64> for Finite {
 impl From<Finite> for f64 {
     fn from(v: Finite) -> f64 {
         v.0
-    }
-}
-
-/// The upstream: USGS FDSN, a USGS summary feed, or EMSC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(try_from = "String", rename_all = "lowercase")]
-pub enum SourceKind {
-    #[default]
-    Fdsn,
-    Feed,
-    Emsc,
-}
-
-impl SourceKind {
-    /// The upstream URL used when `source.url` is not set.
-    pub fn default_url(self) -> &'static str {
-        match self {
-            SourceKind::Fdsn => quake_api::USGS_FDSN_QUERY_URL,
-            SourceKind::Feed => quake_api::USGS_FEED_URL,
-            SourceKind::Emsc => quake_api::EMSC_FDSN_QUERY_URL,
-        }
-    }
-}
-
-impl TryFrom<String> for SourceKind {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "fdsn" => Ok(SourceKind::Fdsn),
-            "feed" => Ok(SourceKind::Feed),
-            "emsc" => Ok(SourceKind::Emsc),
-            _ => Err(format!("{s:?} is not one of fdsn, feed, emsc")),
-        }
     }
 }
 
@@ -513,6 +443,11 @@ fn invalid(e: figment::Error, file: Option<&Path>) -> ConfigError {
             key: if key.is_empty() { field } else { key },
             origin,
         },
+        figment::error::Kind::UnknownVariant(found, expected) => ConfigError::Invalid {
+            key,
+            origin,
+            reason: format!("{found:?} is not one of {}", expected.join(", ")),
+        },
         kind => ConfigError::Invalid {
             key,
             origin,
@@ -654,7 +589,7 @@ mod tests {
         // The URL follows the kind when not set explicitly.
         assert_eq!(c.source_url(), quake_api::USGS_FEED_URL);
         assert_eq!(
-            c.source.start_time.map(|t| t.0.to_rfc3339()),
+            c.source.start_time.map(|t| t.to_rfc3339()),
             Some("2024-01-02T03:04:05+00:00".to_owned())
         );
         assert_eq!(c.source.min_magnitude, Some(Finite(2.0)));
@@ -692,7 +627,7 @@ mod tests {
         assert!(c.sync.enabled);
         assert_eq!(c.sync.overlap_secs, 300);
         assert_eq!(
-            c.source.start_time.map(|t| t.0.to_rfc3339()),
+            c.source.start_time.map(|t| t.to_rfc3339()),
             Some("2024-05-01T10:00:00+00:00".to_owned())
         );
         // An explicit URL is kept when the kind changes.
@@ -802,11 +737,6 @@ mod tests {
                 "{msg:?} should start with {expected:?}"
             );
         }
-        let msg = error(Some("[source]\nstart_time = \"yesterday\"\n"), &[]);
-        assert!(
-            msg.ends_with(": \"yesterday\" is not an RFC 3339 timestamp"),
-            "{msg}"
-        );
         let msg = error(Some("[sync]\nbatch_size = 20001\n"), &[]);
         assert!(msg.ends_with(": 20001 is outside 1..=20000"), "{msg}");
     }

@@ -81,6 +81,12 @@ impl HttpOptions {
     }
 }
 
+/// Checks that `raw` is an http(s) URL with a host, as the clients require (the error
+/// shows it redacted).
+pub fn check_url(raw: &str) -> Result<(), ApiError> {
+    parse_http_url(raw).map(drop)
+}
+
 /// Parse and check an http(s) URL.
 pub(crate) fn parse_http_url(raw: &str) -> Result<Url, ApiError> {
     let url = Url::parse(raw.trim()).map_err(|e| ApiError::InvalidUrl {

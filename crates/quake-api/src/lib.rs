@@ -15,7 +15,7 @@ pub use error::ApiError;
 pub use event::{Event, Page, RejectedRecord, SourceKind, validate_event};
 pub use http::{
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RETRIES,
-    DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions,
+    DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions, check_url,
 };
 pub use parse::{
     CountResponse, EMSC_EVENT_URL_BASE, parse_emsc, parse_usgs_any, parse_usgs_collection,

@@ -36,6 +36,18 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend a database URL names (`postgres://…`, `postgresql://…` or
+    /// `sqlite://PATH`), if it names one; what [`Store::connect`] accepts.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            sqlite_path(url)
+                .filter(|p| !p.is_empty() && *p != ":memory:")
+                .map(|_| Backend::Sqlite)
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Postgres => "postgres",
@@ -187,7 +199,7 @@ impl Store {
     /// The pool is lazy beyond its first connection, which is made here so a bad URL or an
     /// unreachable server is reported at once.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Store> {
-        let pools = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pools = if Backend::of_url(url) == Some(Backend::Postgres) {
             let (pg_url, mode) = parse_pg_url(url)?;
             let setup_opts = options.clone();
             let mut config = ManagerConfig::<AsyncPgConnection>::default();

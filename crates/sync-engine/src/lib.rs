@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod engine;
+pub mod progress;
 pub mod record;
 pub mod scheduler;
 pub mod service;
@@ -22,6 +23,6 @@ pub use scheduler::{Scheduler, SchedulerHandle, TickOutcome};
 pub use service::{
     DEFAULT_INTERVAL, DEFAULT_STARTUP_DELAY, INTERRUPTED, Schedule, Shutdown, SyncService,
 };
-pub use source::{BoxFuture, EmscSource, FdsnSource, FeedSource, PageRequest, Source};
+pub use source::{BoxFuture, EmscSource, FdsnSource, FeedSource, PageRequest, Source, SourceKind};
 pub use status::{CurrentRun, StatusSnapshot};
 pub use upstream::{UpstreamCounts, UpstreamOutcome};

@@ -4,9 +4,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use quake_api::{ApiError, EmscClient, FdsnClient, FdsnQuery, FeedClient, Page};
+use quake_api::{ApiError, EmscClient, FdsnClient, FdsnQuery, FeedClient, HttpOptions, Page};
+use serde::{Deserialize, Serialize};
 
 /// A boxed future, so `Source` stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,6 +43,39 @@ pub trait Source: Send + Sync {
     }
     /// Fetches one page.
     fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>>;
+}
+
+/// The upstreams quakesync knows, by their configuration name (`source.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The USGS FDSN event service (or anything speaking it): [`FdsnSource`].
+    #[default]
+    Fdsn,
+    /// A USGS summary feed: [`FeedSource`].
+    Feed,
+    /// EMSC seismicportal: [`EmscSource`].
+    Emsc,
+}
+
+impl SourceKind {
+    /// The upstream this kind reads unless told otherwise.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            SourceKind::Fdsn => quake_api::USGS_FDSN_QUERY_URL,
+            SourceKind::Feed => quake_api::USGS_FEED_URL,
+            SourceKind::Emsc => quake_api::EMSC_FDSN_QUERY_URL,
+        }
+    }
+
+    /// The source of this kind at `url`.
+    pub fn source(self, url: &str, opts: HttpOptions) -> Result<Arc<dyn Source>, ApiError> {
+        Ok(match self {
+            SourceKind::Fdsn => Arc::new(FdsnSource(FdsnClient::new(url, opts)?)),
+            SourceKind::Feed => Arc::new(FeedSource(FeedClient::new(url, opts)?)),
+            SourceKind::Emsc => Arc::new(EmscSource(EmscClient::new(url, opts)?)),
+        })
+    }
 }
 
 fn fdsn_query(req: &PageRequest) -> FdsnQuery {

@@ -187,12 +187,13 @@ async fn fresh(backend: Backend, keep: Option<&str>) -> Option<Target> {
     match (backend, keep) {
         (Backend::Postgres, Some(name)) => {
             let admin = pg_admin().await?;
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE); CREATE DATABASE \"{name}\""
-                ))
-                .await
-                .unwrap();
+            // Two statements: DROP DATABASE refuses to run in a (multi-statement) transaction.
+            for sql in [
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                format!("CREATE DATABASE \"{name}\""),
+            ] {
+                admin.batch_execute(&sql).await.unwrap();
+            }
             let url = with_db_name(&std::env::var("TEST_DATABASE_URL").ok()?, name);
             Some(Target {
                 url,
@@ -597,19 +598,17 @@ async fn sample(
                     }
                 })
                 .or_else(|| {
-                    // text/csv: one line per event after a header; xml: <event> elements.
+                    // xml: <event> elements; text: lines after `#` headers; csv: lines after the header.
                     let t = String::from_utf8_lossy(&body);
                     let events = t.matches("<event ").count();
-                    if events > 0 {
-                        Some(events as u64)
+                    let lines = t.lines().filter(|l| !l.is_empty());
+                    Some(if events > 0 {
+                        events
+                    } else if t.starts_with('#') {
+                        lines.filter(|l| !l.starts_with('#')).count()
                     } else {
-                        Some(
-                            t.lines()
-                                .filter(|l| !l.starts_with('#'))
-                                .count()
-                                .saturating_sub(1) as u64,
-                        )
-                    }
+                        lines.count().saturating_sub(1)
+                    } as u64)
                 });
         } else if k >= 3 {
             times.push(took);

@@ -5,7 +5,7 @@ use url::Url;
 
 use crate::error::ApiError;
 use crate::event::Page;
-use crate::http::{HttpCore, HttpOptions, parse_http_url};
+use crate::http::{Fetched, HttpCore, HttpOptions, Validators, parse_http_url};
 use crate::parse::{
     CountResponse, parse_emsc, parse_usgs_any, parse_usgs_collection, parse_usgs_count,
 };
@@ -15,7 +15,8 @@ use quake_core::redact_parsed;
 pub const USGS_FDSN_QUERY_URL: &str = "https://earthquake.usgs.gov/fdsnws/event/1/query";
 /// Default EMSC seismicportal FDSN event query URL.
 pub const EMSC_FDSN_QUERY_URL: &str = "https://www.seismicportal.eu/fdsnws/event/1/query";
-/// The USGS real-time summary feed of the last hour, all magnitudes.
+/// The USGS real-time summary feed of the last hour, all magnitudes: the default feed of the
+/// sync's feed mode and of the live lane's poll ([`FeedClient::poll`]).
 pub const USGS_FEED_URL: &str =
     "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson";
 /// The largest `limit` USGS's FDSN service accepts (its `maxAllowed`).
@@ -187,6 +188,41 @@ impl FeedClient {
             Some(body) => parse_usgs_collection(&body).map_err(|e| e.with_url(&self.shown)),
         }
     }
+
+    /// Poll the feed conditionally: `If-None-Match` / `If-Modified-Since` carry `previous`
+    /// (the validators of the last answer; empty for the first poll, which is then
+    /// unconditional). A 304 is [`FeedPoll::NotModified`]: no body read, nothing parsed.
+    /// Otherwise the parsed page and the new validators, to pass to the next poll. Same
+    /// retries, timeout and size cap as [`FeedClient::fetch`]; after an error keep the old
+    /// validators.
+    pub async fn poll(&self, previous: &Validators) -> Result<FeedPoll, ApiError> {
+        match self.core.get_if_changed(&self.url, previous).await? {
+            Fetched::NotModified => Ok(FeedPoll::NotModified),
+            Fetched::NoContent => Ok(FeedPoll::Modified {
+                page: Page::default(),
+                validators: Validators::default(),
+            }),
+            Fetched::Body(body, validators) => Ok(FeedPoll::Modified {
+                page: parse_usgs_collection(&body).map_err(|e| e.with_url(&self.shown))?,
+                validators,
+            }),
+        }
+    }
+}
+
+/// The answer to a conditional poll of a feed ([`FeedClient::poll`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedPoll {
+    /// 304: the feed has not changed since the validators sent.
+    NotModified,
+    /// The feed as it is now, and the validators to send next time (empty when the
+    /// upstream sent none: the next poll is then unconditional).
+    Modified {
+        /// The parsed feed.
+        page: Page,
+        /// The answer's `ETag` and `Last-Modified`.
+        validators: Validators,
+    },
 }
 
 /// Client of the EMSC seismicportal FDSN event service (`format=json`).

@@ -5,7 +5,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use quake_core::redact_parsed;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
+};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{ApiError, snippet};
@@ -111,6 +114,48 @@ pub(crate) fn parse_http_url(raw: &str) -> Result<Url, ApiError> {
     Ok(url)
 }
 
+/// The validators of an answer (`ETag`, `Last-Modified`), sent back as `If-None-Match` and
+/// `If-Modified-Since` to ask "only if it changed". Kept as the exact header text (a header
+/// that is not visible ASCII is not kept). Serializable, so a caller may persist it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Validators {
+    /// The answer's `ETag`, verbatim (weak ones included: `W/"…"`).
+    pub etag: Option<String>,
+    /// The answer's `Last-Modified`, verbatim (an HTTP-date).
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// Whether there is nothing to send back (the next request is unconditional).
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    fn of(headers: &HeaderMap) -> Self {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Validators {
+            etag: text(ETAG),
+            last_modified: text(LAST_MODIFIED),
+        }
+    }
+}
+
+/// What one successful GET brought back.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    /// 204: no data.
+    NoContent,
+    /// 304 to a conditional request: nothing read.
+    NotModified,
+    /// 2xx with a body, and the answer's validators.
+    Body(Vec<u8>, Validators),
+}
+
 /// A reqwest client plus the options; cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpCore {
@@ -139,11 +184,31 @@ impl HttpCore {
 
     /// GET `url`, with retries. `Ok(None)` means 204 No Content.
     pub(crate) async fn get(&self, url: &Url) -> Result<Option<Vec<u8>>, ApiError> {
+        match self.get_if_changed(url, &Validators::default()).await? {
+            Fetched::Body(body, _) => Ok(Some(body)),
+            Fetched::NoContent => Ok(None),
+            // Only a conditional request can be answered 304; this one was not.
+            Fetched::NotModified => Err(ApiError::Status {
+                status: 304,
+                url: redact_parsed(url),
+                snippet: "Not Modified to a request that was not conditional".to_owned(),
+            }),
+        }
+    }
+
+    /// GET `url` with `If-None-Match` / `If-Modified-Since` from `previous` (none when
+    /// empty), with the same retries, timeout and size cap as [`HttpCore::get`]. A 304 is
+    /// [`Fetched::NotModified`], its body never read.
+    pub(crate) async fn get_if_changed(
+        &self,
+        url: &Url,
+        previous: &Validators,
+    ) -> Result<Fetched, ApiError> {
         let shown = redact_parsed(url);
         let mut retry = 0u32;
         loop {
             log::debug!("GET {shown}");
-            match self.attempt(url, &shown).await {
+            match self.attempt(url, &shown, previous).await {
                 Ok(body) => return Ok(body),
                 Err((err, retry_after)) => {
                     if !err.is_retryable() || retry >= self.opts.max_retries {
@@ -187,20 +252,33 @@ impl HttpCore {
         }
     }
 
-    async fn attempt(&self, url: &Url, shown: &str) -> Result<Option<Vec<u8>>, AttemptError> {
-        let mut resp = self
-            .client
-            .get(url.clone())
-            .header(
-                ACCEPT,
-                "application/json, application/geo+json;q=0.9, */*;q=0.1",
-            )
+    async fn attempt(
+        &self,
+        url: &Url,
+        shown: &str,
+        previous: &Validators,
+    ) -> Result<Fetched, AttemptError> {
+        let mut request = self.client.get(url.clone()).header(
+            ACCEPT,
+            "application/json, application/geo+json;q=0.9, */*;q=0.1",
+        );
+        if let Some(etag) = &previous.etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = &previous.last_modified {
+            request = request.header(IF_MODIFIED_SINCE, date);
+        }
+        let mut resp = request
             .send()
             .await
             .map_err(|e| (self.map_err(e, shown), None))?;
         let status = resp.status();
         if status == StatusCode::NO_CONTENT {
-            return Ok(None);
+            return Ok(Fetched::NoContent);
+        }
+        if status == StatusCode::NOT_MODIFIED && !previous.is_empty() {
+            log::debug!("GET {shown}: 304 not modified");
+            return Ok(Fetched::NotModified);
         }
         if !status.is_success() {
             let retry_after = if status == StatusCode::TOO_MANY_REQUESTS
@@ -227,6 +305,7 @@ impl HttpCore {
             };
             return Err((err, retry_after));
         }
+        let validators = Validators::of(resp.headers());
         let limit = self.opts.max_response_bytes;
         let too_large = || ApiError::TooLarge {
             url: shown.to_owned(),
@@ -254,7 +333,7 @@ impl HttpCore {
             }
         }
         log::debug!("GET {shown}: {} bytes", body.len());
-        Ok(Some(body))
+        Ok(Fetched::Body(body, validators))
     }
 }
 

@@ -8,14 +8,14 @@ mod http;
 mod parse;
 
 pub use client::{
-    EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FdsnQuery, FeedClient,
+    EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FdsnQuery, FeedClient, FeedPoll,
     USGS_FDSN_QUERY_URL, USGS_FEED_URL, USGS_MAX_LIMIT, fdsn_time,
 };
 pub use error::ApiError;
 pub use event::{Event, Page, RejectedRecord, SourceKind, validate_event};
 pub use http::{
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RETRIES,
-    DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions, check_url,
+    DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions, Validators, check_url,
 };
 pub use parse::{
     CountResponse, EMSC_EVENT_URL_BASE, parse_emsc, parse_usgs_any, parse_usgs_collection,

@@ -11,22 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/");
+mod support;
+use support::{fast_opts, read};
+
 const QUERY_PATH: &str = "/fdsnws/event/1/query";
-
-fn read(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{TESTDATA}{name}")).unwrap()
-}
-
-fn fast_opts() -> HttpOptions {
-    HttpOptions {
-        timeout: Duration::from_secs(5),
-        max_retries: 3,
-        backoff_base: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(20),
-        ..HttpOptions::default()
-    }
-}
 
 fn fdsn(server: &MockServer, opts: HttpOptions) -> FdsnClient {
     FdsnClient::new(&format!("{}{QUERY_PATH}", server.uri()), opts).unwrap()

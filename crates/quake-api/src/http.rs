@@ -73,15 +73,16 @@ impl HttpOptions {
     /// The backoff before retry number `retry` (0-based), without `Retry-After`:
     /// full jitter, uniform in `[0, min(backoff_max, backoff_base * 2^retry)]`.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.checked_pow(retry.min(31)).unwrap_or(u32::MAX);
-        let cap = self
-            .backoff_base
-            .checked_mul(factor)
-            .unwrap_or(self.backoff_max)
-            .min(self.backoff_max);
-        let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(fastrand::u64(0..=cap_nanos))
+        full_jitter(self.backoff_base, self.backoff_max, retry)
     }
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(max, base * 2^n)]`.
+pub(crate) fn full_jitter(base: Duration, max: Duration, n: u32) -> Duration {
+    let factor = 2u32.checked_pow(n.min(31)).unwrap_or(u32::MAX);
+    let cap = base.checked_mul(factor).unwrap_or(max).min(max);
+    let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=cap_nanos))
 }
 
 /// Checks that `raw` is an http(s) URL with a host, as the clients require (the error
@@ -92,16 +93,23 @@ pub fn check_url(raw: &str) -> Result<(), ApiError> {
 
 /// Parse and check an http(s) URL.
 pub(crate) fn parse_http_url(raw: &str) -> Result<Url, ApiError> {
+    parse_url(raw, ["http", "https"])
+}
+
+/// Parse a URL and check that it has one of the two `schemes` and a host.
+pub(crate) fn parse_url(raw: &str, schemes: [&str; 2]) -> Result<Url, ApiError> {
     let url = Url::parse(raw.trim()).map_err(|e| ApiError::InvalidUrl {
         url: quake_core::redact_url(raw),
         reason: e.to_string(),
     })?;
-    if url.scheme() != "http" && url.scheme() != "https" {
+    if !schemes.contains(&url.scheme()) {
         return Err(ApiError::InvalidUrl {
             url: redact_parsed(&url),
             reason: format!(
-                "unsupported scheme {:?} (http or https expected)",
-                url.scheme()
+                "unsupported scheme {:?} ({} or {} expected)",
+                url.scheme(),
+                schemes[0],
+                schemes[1]
             ),
         });
     }

@@ -6,6 +6,7 @@ mod error;
 mod event;
 mod http;
 mod parse;
+mod push;
 
 pub use client::{
     EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FdsnQuery, FeedClient, FeedPoll,
@@ -18,6 +19,11 @@ pub use http::{
     DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions, Validators, check_url,
 };
 pub use parse::{
-    CountResponse, EMSC_EVENT_URL_BASE, parse_emsc, parse_usgs_any, parse_usgs_collection,
-    parse_usgs_count, parse_usgs_feature,
+    CountResponse, EMSC_EVENT_URL_BASE, PushAction, parse_emsc, parse_emsc_push, parse_usgs_any,
+    parse_usgs_collection, parse_usgs_count, parse_usgs_feature,
+};
+pub use push::{
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_PUSH_BUFFER, DEFAULT_READ_TIMEOUT,
+    DEFAULT_RECONNECT_BASE, DEFAULT_RECONNECT_MAX, EMSC_WEBSOCKET_URL, EmscPush, PushMessage,
+    PushOptions,
 };

@@ -171,29 +171,99 @@ fn collection_page(env: Envelope<'_>, body: &[u8], source: SourceKind) -> Result
     Ok(page)
 }
 
-fn push_record(page: &mut Page, raw: &RawValue, source: SourceKind) {
+/// One feature converted and validated, or why not.
+fn convert_record(raw: &RawValue, source: SourceKind) -> Result<Event, Rejection> {
     let converted = match source {
         SourceKind::Usgs => usgs_feature(raw),
         SourceKind::Emsc => emsc_feature(raw),
     };
-    let result = converted.and_then(|ev| match validate_event(&ev) {
+    converted.and_then(|ev| match validate_event(&ev) {
         Ok(()) => Ok(ev),
         Err(reason) => Err((Some(ev.id), reason)),
-    });
-    match result {
-        Ok(ev) => page.events.push(ev),
-        Err((source_id, reason)) => {
-            log::warn!(
-                "{source} record {} rejected: {reason}",
-                source_id.as_deref().unwrap_or("(no id)")
-            );
-            page.rejected.push(RejectedRecord {
-                source_id,
-                reason,
-                payload: raw.get().to_owned(),
-            });
-        }
+    })
+}
+
+fn rejected(source: SourceKind, rejection: Rejection, payload: &str) -> RejectedRecord {
+    let (source_id, reason) = rejection;
+    log::warn!(
+        "{source} record {} rejected: {reason}",
+        source_id.as_deref().unwrap_or("(no id)")
+    );
+    RejectedRecord {
+        source_id,
+        reason,
+        payload: payload.to_owned(),
     }
+}
+
+fn push_record(page: &mut Page, raw: &RawValue, source: SourceKind) {
+    match convert_record(raw, source) {
+        Ok(ev) => page.events.push(ev),
+        Err(rejection) => page.rejected.push(rejected(source, rejection, raw.get())),
+    }
+}
+
+/// What an EMSC push message asks: a new event or a revision of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PushAction {
+    /// `"action":"create"`.
+    Create,
+    /// `"action":"update"`.
+    Update,
+}
+
+/// An EMSC push message: `{"action":"create"|"update","data":<GeoJSON Feature>}`.
+#[derive(Deserialize)]
+struct PushEnvelope<'a> {
+    #[serde(default)]
+    action: Option<Value>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// Parse one EMSC WebSocket message (`{"action":"create"|"update","data":<Feature>}`) into
+/// its action and [`Event`], read exactly as [`parse_emsc`] reads a feature (depth from
+/// `properties.depth`, else minus `geometry.coordinates[2]`; the whole `properties` kept).
+///
+/// Anything else is a [`RejectedRecord`] whose payload is the whole message as received:
+/// text that is not JSON, JSON that is not such an object, an unknown action, a missing
+/// `data`, or a feature that does not convert or validate.
+pub fn parse_emsc_push(text: &str) -> Result<(PushAction, Event), RejectedRecord> {
+    let reject = |rejection: Rejection| rejected(SourceKind::Emsc, rejection, text);
+    let json_error = |e: serde_json::Error| {
+        let what = match e.classify() {
+            Category::Eof => "truncated JSON",
+            Category::Syntax => "not JSON",
+            Category::Data | Category::Io => "not a push message object",
+        };
+        reject((None, format!("{what}: {e}")))
+    };
+    if !text.trim_start().starts_with('{') {
+        // serde would read an array as the struct's fields in order.
+        let v: Value = serde_json::from_str(text).map_err(json_error)?;
+        return Err(reject((
+            None,
+            format!("not a push message object: a JSON {}", type_name(&v)),
+        )));
+    }
+    let env: PushEnvelope<'_> = serde_json::from_str(text).map_err(json_error)?;
+    let data = env
+        .data
+        .ok_or_else(|| reject((None, "missing data".into())))?;
+    let action = match env.action.as_ref() {
+        Some(Value::String(a)) if a == "create" => PushAction::Create,
+        Some(Value::String(a)) if a == "update" => PushAction::Update,
+        Some(other) => {
+            return Err(reject((
+                None,
+                format!("unknown action {other} (create or update expected)"),
+            )));
+        }
+        None => return Err(reject((None, "missing action".into()))),
+    };
+    convert_record(data, SourceKind::Emsc)
+        .map(|ev| (action, ev))
+        .map_err(reject)
 }
 
 // ---------------------------------------------------------------------------

@@ -30,6 +30,9 @@
 //!   shape and format (60); `QS_SCALE_PING_ITERS` samples per `/metrics`, `/health`, `/` (300).
 //! - `QS_SCALE_QUAKESYNC` the binary (default `target/release/quakesync`; the bench warns when
 //!   a source file is newer than it).
+//! - The run does not start when the database's filesystem has less free space than it needs
+//!   (about 1.5 kB per event, twice for `backfill`, plus 2 GB); `QS_SCALE_IGNORE_DISK=1`
+//!   overrides. 5M events on PostgreSQL need about 17 GB.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -861,6 +864,59 @@ async fn disk_figure(target: &Target) {
 
 // ---------------------------------------------------------------------------
 
+/// Free space, in bytes, of the filesystem holding `path` (`df -Pk`), if it can be read.
+fn free_bytes(path: &str) -> Option<u64> {
+    let out = Command::new("df").args(["-Pk", path]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kb: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Where the database's files go: PostgreSQL's data directory, or the SQLite file's folder.
+async fn data_dir(s: &Settings) -> Option<String> {
+    match s.backend {
+        Backend::Postgres => {
+            let admin = pg_admin().await?;
+            let row = admin.query_one("SHOW data_directory", &[]).await.ok()?;
+            row.try_get(0).ok()
+        }
+        Backend::Sqlite => Some(match s.keep.as_deref() {
+            Some(file) => Path::new(file)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or(".".into(), |p| p.display().to_string()),
+            None => std::env::temp_dir().display().to_string(),
+        }),
+    }
+}
+
+/// Refuses to start a run that would fill the disk (the machine is shared): about 1.4 kB per
+/// event and index, twice for `backfill` (its database and the write path's), plus WAL.
+async fn enough_disk(s: &Settings, events: u64) -> bool {
+    let copies = if s.wants("backfill") { 2 } else { 1 };
+    let need = events * 1_500 * copies + 2_000_000_000;
+    let Some(dir) = data_dir(s).await else {
+        return true;
+    };
+    match free_bytes(&dir) {
+        Some(free) if free < need && std::env::var("QS_SCALE_IGNORE_DISK").is_err() => {
+            println!(
+                "scale: not started: about {:.1} GB is needed under {dir} and {:.1} GB is free (QS_SCALE_IGNORE_DISK=1 to try anyway)",
+                need as f64 / 1e9,
+                free as f64 / 1e9
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -882,9 +938,12 @@ async fn main() {
     if !check_binary(&s.quakesync) {
         return;
     }
-    let server = synth_upstream::serve("127.0.0.1:0".parse().unwrap(), s.synth()).unwrap();
     let cat = Catalogue::new(s.synth());
     let expected = expected_rows(&cat);
+    if !enough_disk(&s, expected).await {
+        return;
+    }
+    let server = synth_upstream::serve("127.0.0.1:0".parse().unwrap(), s.synth()).unwrap();
     println!(
         "scale: N = {} generated, {} to fetch (merged duplicates gone, deleted kept), seed {}, {:?}, pages of {}; load average {} on {} cores",
         s.n,

@@ -5,10 +5,10 @@
 //! parameter checks, the query, GeoJSON serialization, the body read back), not the network.
 //!
 //! Then (issue 16) whole answers in each format: QuakeML, text and GeoJSON of 1000 and 20000
-//! events, in events per second and the peak memory the answer adds to the process (VmHWM
-//! reset through /proc/self/clear_refs before each; the body is read chunk by chunk and
-//! dropped, as a client on the network would), and whether the radius search used the
-//! point index (its idx_scan count in pg_stat_user_indexes).
+//! events, in events per second and the peak memory the answer allocates (heap bytes live at
+//! once above what was live before the request, counted by this bench's global allocator, peak_alloc; the
+//! body is read chunk by chunk and dropped, as a client on the network would), and whether the
+//! radius search used the point index (its idx_scan count in pg_stat_user_indexes).
 //!
 //! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p status-http --bench read_query`
 //! (`QS_BENCH_EVENTS=N` for another catalogue size; `QS_BENCH_ITERS=N` samples per query;
@@ -324,21 +324,13 @@ async fn main() {
     point_index_used(&app, &client).await;
 }
 
-/// Peak resident memory since the last reset, and the reset (Linux).
-fn vm_hwm_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+#[global_allocator]
+static PEAK: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
 
-fn vm_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn reset_hwm() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+/// Starts a peak measurement: the heap bytes live now.
+fn reset_peak() -> usize {
+    PEAK.reset_peak_usage();
+    PEAK.current_usage()
 }
 
 /// Reads a response body chunk by chunk, dropping each: its length.
@@ -379,8 +371,7 @@ where
             let mut peaks = Vec::new();
             let mut len = 0;
             for _ in 0..repeat {
-                let base = vm_rss_kb().unwrap_or(0);
-                reset_hwm();
+                let base = reset_peak();
                 let started = Instant::now();
                 let res = actix_web::test::call_service(
                     app,
@@ -390,7 +381,7 @@ where
                 assert_eq!(res.status().as_u16(), 200, "{uri}");
                 len = drain(res).await;
                 times.push(started.elapsed());
-                peaks.push(vm_hwm_kb().unwrap_or(0).saturating_sub(base));
+                peaks.push(PEAK.peak_usage().saturating_sub(base));
             }
             times.sort();
             peaks.sort();
@@ -400,7 +391,7 @@ where
                 ms(t),
                 limit as f64 / t.as_secs_f64(),
                 len / 1024,
-                peaks[peaks.len() / 2] as f64 / 1024.0
+                peaks[peaks.len() / 2] as f64 / (1024.0 * 1024.0)
             );
         }
     }

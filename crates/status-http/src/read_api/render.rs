@@ -15,8 +15,6 @@ use std::io::Write as _;
 
 use chrono::SecondsFormat;
 use quake_store::{Earthquake, Ts};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 /// An answer written piece by piece.
 pub trait Render: Send {
@@ -32,30 +30,106 @@ pub trait Render: Send {
 // shared pieces
 
 /// `nst`, `dmin`, `rms`, `gap` from the stored properties (any that is not a number: none).
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Quality {
-    #[serde(default, deserialize_with = "lenient")]
     nst: Option<f64>,
-    #[serde(default, deserialize_with = "lenient")]
     dmin: Option<f64>,
-    #[serde(default, deserialize_with = "lenient")]
     rms: Option<f64>,
-    #[serde(default, deserialize_with = "lenient")]
     gap: Option<f64>,
 }
 
-fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Ok(serde_json::Value::deserialize(d)?.as_f64())
+fn quality(ev: &Earthquake) -> Quality {
+    let number = |key: &str| -> Option<f64> {
+        let p = ev.properties.as_deref()?;
+        let r = top_level_value(p, key)?;
+        p[r].parse::<f64>().ok().filter(|x| x.is_finite())
+    };
+    Quality {
+        nst: number("nst"),
+        dmin: number("dmin"),
+        rms: number("rms"),
+        gap: ev.gap.or_else(|| number("gap")),
+    }
 }
 
-fn quality(ev: &Earthquake) -> Quality {
-    let mut q: Quality = ev
-        .properties
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or_default();
-    q.gap = ev.gap.or(q.gap);
-    q
+/// Index just past the JSON string that starts at `b[i]` (a `"`).
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Where the JSON value that starts at `b[i]` ends (exclusive, trailing space trimmed): at
+/// the `,` or the closing bracket of its container.
+fn value_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'"' => i = skip_string(b, i)?,
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' if depth == 0 => break,
+            b'}' | b']' => {
+                depth -= 1;
+                i += 1;
+            }
+            b',' if depth == 0 => break,
+            _ => i += 1,
+        }
+    }
+    let mut end = i.min(b.len());
+    while end > 0 && b[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    Some(end)
+}
+
+/// The byte range of the value of `key` in the text of a JSON object (its own keys only,
+/// not those of nested objects), without parsing the rest: in valid JSON a `"` inside a
+/// string is escaped, so a string at depth 1 followed by `:` is a key.
+pub(crate) fn top_level_value(obj: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let b = obj.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i;
+                i = skip_string(b, i)?;
+                if depth == 1 {
+                    let mut j = i;
+                    while j < b.len() && b[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if j < b.len() && b[j] == b':' && &obj[start + 1..i - 1] == key {
+                        j += 1;
+                        while j < b.len() && b[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        return Some(j..value_end(b, j)?);
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 fn iso(t: &Ts) -> String {
@@ -157,32 +231,6 @@ pub(crate) fn encode_component(s: &str) -> String {
     out
 }
 
-/// The entries of a JSON object in their order, values as their raw text.
-struct RawEntries<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawEntries<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = RawEntries<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> Result<Self::Value, M::Error> {
-                let mut entries = Vec::with_capacity(m.size_hint().unwrap_or(32));
-                while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
-                    entries.push((k, v));
-                }
-                Ok(RawEntries(entries))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
 /// Writes one GeoJSON Feature. `base` is this service's `query` URL (for `detail`);
 /// `single`: the `eventid` answer, which carries `products` as at USGS.
 pub(crate) fn write_feature(out: &mut Vec<u8>, ev: &Earthquake, base: &str, single: bool) {
@@ -191,33 +239,27 @@ pub(crate) fn write_feature(out: &mut Vec<u8>, ev: &Earthquake, base: &str, sing
     let stored = ev
         .properties
         .as_deref()
-        .filter(|_| ev.source == "usgs")
-        .and_then(|p| serde_json::from_str::<RawEntries<'_>>(p).ok());
+        .filter(|p| ev.source == "usgs" && p.starts_with('{') && p.ends_with('}'));
     match stored {
-        Some(RawEntries(entries)) => {
-            out.push(b'{');
-            let mut products = false;
-            for (i, (key, value)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                let _ = serde_json::to_writer(&mut *out, key);
-                out.push(b':');
-                if key == "detail" {
+        Some(p) => {
+            // The upstream's text as stored, its `detail` pointing here.
+            match top_level_value(p, "detail") {
+                Some(r) => {
+                    out.extend_from_slice(&p.as_bytes()[..r.start]);
                     let _ = serde_json::to_writer(&mut *out, &detail);
-                } else {
-                    out.extend_from_slice(value.get().as_bytes());
+                    out.extend_from_slice(&p.as_bytes()[r.end..]);
                 }
-                products |= key == "products";
+                None => out.extend_from_slice(p.as_bytes()),
             }
-            if single && !products {
-                out.extend_from_slice(if entries.is_empty() {
-                    b"\"products\":{}"
+            if single && top_level_value(p, "products").is_none() {
+                out.pop();
+                let empty = p[1..p.len() - 1].trim().is_empty();
+                out.extend_from_slice(if empty {
+                    b"\"products\":{}}"
                 } else {
-                    b",\"products\":{}"
+                    b",\"products\":{}}"
                 });
             }
-            out.push(b'}');
         }
         None => {
             let props = Properties {
@@ -699,6 +741,18 @@ mod tests {
     #[test]
     fn components_are_encoded() {
         assert_eq!(encode_component("us7000a&b c"), "us7000a%26b%20c");
+    }
+
+    #[test]
+    fn top_level_values_are_found_without_parsing() {
+        let p = r#"{"a":{"detail":"nested"}, "place":"x \"detail\": y","detail" : "https://u/1" ,"n":[1,{"b":2}],"z":-1.5e3}"#;
+        let at = |k| top_level_value(p, k).map(|r| &p[r]);
+        assert_eq!(at("detail"), Some("\"https://u/1\""));
+        assert_eq!(at("n"), Some("[1,{\"b\":2}]"));
+        assert_eq!(at("z"), Some("-1.5e3"));
+        assert_eq!(at("a"), Some("{\"detail\":\"nested\"}"));
+        assert_eq!(at("b"), None);
+        assert_eq!(at("missing"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `GET /`: a small server-rendered dashboard for people (SPEC section 6): the state, the
-//! scheduler and its next run, the last 20 runs with their counts and durations, an inline
-//! SVG chart of durations and records per run, and the latest 50 events. No scripts, no
-//! external assets; it refreshes itself every 30 s. Its links are relative (`./health`), so
+//! scheduler and its next run, a world map of the latest 200 events (inline SVG: Natural
+//! Earth's land, points sized by magnitude and coloured by age), the last 20 runs with their
+//! counts and durations, an inline SVG chart of durations and records per run, and the
+//! latest 50 events. No scripts, no external assets; it refreshes itself every 30 s. Its links are relative (`./health`), so
 //! they resolve under whatever scope the surface is mounted in. Every string that comes from the data
 //! (place names are untrusted upstream text) is HTML-escaped, and the page is served with a
 //! Content-Security-Policy that allows no script at all.
@@ -19,8 +20,29 @@ use crate::{AppState, DB_QUERY_TIMEOUT, HttpError};
 
 /// Runs shown in the table and the chart.
 pub const RUNS_SHOWN: i64 = 20;
-/// Events shown.
+/// Events shown in the table.
 pub const EVENTS_SHOWN: i64 = 50;
+/// Events drawn on the world map (the table shows the newest [`EVENTS_SHOWN`] of them).
+pub const MAP_EVENTS_SHOWN: i64 = 200;
+/// Map units per degree: the map is `0 0 360*U 180*U` (see [`map_xy`]).
+pub const MAP_UNITS_PER_DEGREE: f64 = 4.0;
+/// The land of the world as one SVG path on the map's grid: Natural Earth 110m, made once
+/// from the npm package world-atlas by `scripts/land-110m-to-svg-path.py` (see
+/// `assets/SOURCES.md`).
+const LAND_PATH: &str = include_str!("../assets/land-110m.svgpath");
+/// A point's radius in map units is `MAP_RADIUS_BASE * MAP_RADIUS_GROWTH^max(magnitude, 0)`.
+pub const MAP_RADIUS_BASE: f64 = 2.5;
+/// See [`MAP_RADIUS_BASE`].
+pub const MAP_RADIUS_GROWTH: f64 = 1.35;
+/// Radius of an event without a magnitude.
+const MAP_RADIUS_UNKNOWN: f64 = 3.0;
+/// The age classes of the map's points: CSS class and upper bound of the age, youngest first
+/// (older than the last bound: `age-older`).
+pub const MAP_AGE_CLASSES: [(&str, i64); 3] = [
+    ("age-hour", 3600),
+    ("age-day", 86_400),
+    ("age-week", 7 * 86_400),
+];
 /// The page's `<meta http-equiv="refresh">`, in seconds.
 pub const REFRESH_SECS: u32 = 30;
 
@@ -80,7 +102,7 @@ async fn load(state: &AppState) -> Result<DbView, HttpError> {
             &mut db,
             &EventQuery {
                 orderby: OrderBy::Time,
-                limit: Some(EVENTS_SHOWN),
+                limit: Some(MAP_EVENTS_SHOWN.max(EVENTS_SHOWN)),
                 ..EventQuery::default()
             },
         )
@@ -133,6 +155,17 @@ td.num, th.num { text-align: right; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--muted); }
 .legend span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 14px; vertical-align: middle; }
 footer { padding: 0 24px 24px; color: var(--muted); }
+#world-map { display: block; width: 100%; height: auto; border-radius: 6px; }
+#world-map .sea { fill: #eaf1f8; } #world-map .grid { fill: none; stroke: #d3dde8; stroke-width: 1; }
+#world-map .land { fill: #d9dee5; stroke: #b9c2ce; stroke-width: .8; stroke-linejoin: round; }
+#world-map .quake { fill-opacity: .78; stroke: #fff; stroke-width: .9; }
+.age-hour { fill: #d62728; background: #d62728; } .age-day { fill: #f28e2b; background: #f28e2b; }
+.age-week { fill: #d4b000; background: #d4b000; } .age-older { fill: #7f8a99; background: #7f8a99; }
+.map-legend { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 0; margin-top: 8px; }
+.map-legend svg { vertical-align: middle; margin: 0 4px 0 14px; }
+.map-legend svg circle { fill: #7f8a99; fill-opacity: .78; }
+.map-legend span { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin: 0 4px 0 14px; }
+.map-legend .gap { display: inline-block; width: 28px; }
 "#;
 
 /// The chart of the given runs (oldest first): bars of records fetched, a line of durations.
@@ -237,6 +270,109 @@ fn chart(runs_oldest_first: &[&SyncRun]) -> String {
         W,
         TOP - 14.0
     );
+    s
+}
+
+/// Where a point goes on the world map (equirectangular): `x = (lon + 180) * U`,
+/// `y = (90 - lat) * U` with `U` = [`MAP_UNITS_PER_DEGREE`].
+pub fn map_xy(longitude: f64, latitude: f64) -> (f64, f64) {
+    (
+        (longitude.clamp(-180.0, 180.0) + 180.0) * MAP_UNITS_PER_DEGREE,
+        (90.0 - latitude.clamp(-90.0, 90.0)) * MAP_UNITS_PER_DEGREE,
+    )
+}
+
+/// A point's radius in map units: it grows by [`MAP_RADIUS_GROWTH`] per magnitude unit.
+pub fn map_radius(magnitude: Option<f64>) -> f64 {
+    match magnitude.filter(|m| m.is_finite()) {
+        Some(m) => MAP_RADIUS_BASE * MAP_RADIUS_GROWTH.powf(m.clamp(0.0, 10.0)),
+        None => MAP_RADIUS_UNKNOWN,
+    }
+}
+
+/// The CSS class of an event of origin time `time` seen at `now` (see [`MAP_AGE_CLASSES`]).
+pub fn age_class(time: DateTime<Utc>, now: DateTime<Utc>) -> &'static str {
+    let age = (now - time).num_seconds();
+    MAP_AGE_CLASSES
+        .iter()
+        .find(|(_, bound)| age < *bound)
+        .map_or("age-older", |(class, _)| class)
+}
+
+/// The world map: the land, a 30-degree graticule and the events (oldest drawn first, so
+/// the newest are on top).
+///
+/// The hooks for a script that adds events live: the `<svg id="world-map">` carries the
+/// projection (`data-units-per-degree`, `data-radius-base`, `data-radius-growth`) and the
+/// time it was drawn (`data-generated`); the points are in `<g id="map-events">`, each a
+/// `<circle class="quake age-…">` with `data-id`, `data-time` (RFC 3339) and `data-mag`.
+fn world_map(events: &[Earthquake], now: DateTime<Utc>) -> String {
+    let (w, h) = (360.0 * MAP_UNITS_PER_DEGREE, 180.0 * MAP_UNITS_PER_DEGREE);
+    let mut s = String::with_capacity(LAND_PATH.len() + 256 * events.len() + 1024);
+    let _ = write!(
+        s,
+        r#"<svg id="world-map" role="img" aria-label="World map of the latest events" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" data-projection="equirectangular" data-units-per-degree="{MAP_UNITS_PER_DEGREE}" data-radius-base="{MAP_RADIUS_BASE}" data-radius-growth="{MAP_RADIUS_GROWTH}" data-generated="{}"><rect class="sea" width="{w}" height="{h}"/><path class="grid" d=""#,
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let step = 30.0 * MAP_UNITS_PER_DEGREE;
+    for i in 1..12 {
+        let _ = write!(s, "M{} 0v{h}", step * f64::from(i));
+    }
+    for i in 1..6 {
+        let _ = write!(s, "M0 {}h{w}", step * f64::from(i));
+    }
+    let _ = write!(
+        s,
+        r#""/><path class="land" d="{}"/><g id="map-events">"#,
+        LAND_PATH.trim()
+    );
+    let mut drawn: Vec<&Earthquake> = events.iter().collect();
+    drawn.sort_by_key(|e| e.time.0);
+    for ev in drawn {
+        let (x, y) = map_xy(ev.longitude, ev.latitude);
+        let mag = ev
+            .magnitude
+            .map_or_else(|| "M?".to_string(), |m| format!("M{m:.1}"));
+        let _ = write!(
+            s,
+            r#"<circle class="quake {}" data-id="{}" data-time="{}" data-mag="{}" cx="{x:.1}" cy="{y:.1}" r="{:.1}"><title>{} · {} · {}</title></circle>"#,
+            age_class(ev.time.0, now),
+            esc(&ev.id),
+            ev.time.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ev.magnitude.map(|m| m.to_string()).unwrap_or_default(),
+            map_radius(ev.magnitude),
+            esc(&mag),
+            esc(ev.place.as_deref().unwrap_or("–")),
+            esc(&when(Some(ev.time.0)))
+        );
+    }
+    s.push_str("</g></svg>");
+    s
+}
+
+/// The map's legend: sizes for M2, M4, M6 and the age colours.
+fn map_legend() -> String {
+    let mut s = String::from(r#"<div class="map-legend muted">size by magnitude"#);
+    for m in [2.0, 4.0, 6.0] {
+        // Legend circles at the map's on-screen scale: about 0.83 px per map unit.
+        let r = map_radius(Some(m)) * 0.83;
+        let d = (2.0 * r + 2.0).ceil();
+        let _ = write!(
+            s,
+            r#"<svg width="{d}" height="{d}" aria-hidden="true"><circle cx="{c:.1}" cy="{c:.1}" r="{r:.1}"/></svg>M{m}"#,
+            c = d / 2.0
+        );
+    }
+    s.push_str(r#"<b class="gap"></b>age"#);
+    for (class, label) in [
+        ("age-hour", "last hour"),
+        ("age-day", "last day"),
+        ("age-week", "last week"),
+        ("age-older", "older"),
+    ] {
+        let _ = write!(s, r#"<span class="{class}"></span>{label}"#);
+    }
+    s.push_str("</div>");
     s
 }
 
@@ -350,7 +486,17 @@ fn render(
     );
 
     let runs: &[SyncRun] = db.map(|v| v.runs.as_slice()).unwrap_or(&[]);
-    let events: &[Earthquake] = db.map(|v| v.events.as_slice()).unwrap_or(&[]);
+    let map_events: &[Earthquake] = db.map(|v| v.events.as_slice()).unwrap_or(&[]);
+    let events = &map_events[..map_events.len().min(EVENTS_SHOWN as usize)];
+
+    // map
+    let _ = write!(
+        h,
+        r#"<section id="map"><h2>Latest {} events on the map</h2>{}{}</section>"#,
+        map_events.len(),
+        world_map(map_events, now),
+        map_legend()
+    );
 
     // chart
     let oldest_first: Vec<&SyncRun> = runs.iter().rev().collect();
@@ -492,6 +638,42 @@ mod tests {
         assert_eq!(nice_step(3.0), 5.0);
         assert_eq!(nice_step(308.5), 500.0);
         assert_eq!(nice_step(1000.0), 1000.0);
+    }
+
+    #[test]
+    fn map_projection_radius_and_age() {
+        assert_eq!(map_xy(-180.0, 90.0), (0.0, 0.0));
+        assert_eq!(map_xy(180.0, -90.0), (1440.0, 720.0));
+        assert_eq!(map_xy(0.0, 0.0), (720.0, 360.0));
+        assert_eq!(map_xy(142.5, 38.25), (1290.0, 207.0));
+        // Out-of-range input stays on the map.
+        assert_eq!(map_xy(200.0, -95.0), (1440.0, 720.0));
+        assert_eq!(map_radius(Some(0.0)), MAP_RADIUS_BASE);
+        assert_eq!(map_radius(Some(-1.5)), MAP_RADIUS_BASE);
+        assert!((map_radius(Some(2.0)) - 2.5 * 1.35 * 1.35).abs() < 1e-9);
+        assert!(map_radius(Some(7.0)) > map_radius(Some(6.9)));
+        assert_eq!(map_radius(None), MAP_RADIUS_UNKNOWN);
+        assert_eq!(map_radius(Some(f64::NAN)), MAP_RADIUS_UNKNOWN);
+        let now = Utc::now();
+        let ago = |secs| now - chrono::Duration::seconds(secs);
+        assert_eq!(age_class(ago(0), now), "age-hour");
+        assert_eq!(age_class(ago(3599), now), "age-hour");
+        assert_eq!(age_class(ago(3600), now), "age-day");
+        assert_eq!(age_class(ago(86_399), now), "age-day");
+        assert_eq!(age_class(ago(86_400), now), "age-week");
+        assert_eq!(age_class(ago(7 * 86_400), now), "age-older");
+        // An origin time a little ahead of the clock is as young as it gets.
+        assert_eq!(age_class(ago(-30), now), "age-hour");
+    }
+
+    #[test]
+    fn the_land_path_is_the_committed_asset() {
+        assert!(LAND_PATH.starts_with('M'));
+        assert!(LAND_PATH.trim_end().ends_with('z'));
+        assert_eq!(LAND_PATH.matches('M').count(), 128);
+        let map = world_map(&[], Utc::now());
+        assert!(map.contains(LAND_PATH.trim()));
+        assert!(map.ends_with(r#"<g id="map-events"></g></svg>"#));
     }
 
     #[test]

@@ -57,6 +57,18 @@ both_backends!(page_parts_and_escaping, async |db: TestDb| {
     assert!(html.contains("No runs yet"));
     assert!(html.contains("No events stored"));
     assert!(!html.contains("<script"), "the page has no script");
+    // The world map: land, no points yet, and the hooks a live script will use.
+    assert!(html.contains(r#"<svg id="world-map""#));
+    assert!(html.contains(r#"viewBox="0 0 1440 720""#));
+    assert!(html.contains(r#"data-units-per-degree="4""#));
+    assert!(html.contains(r#"<g id="map-events"></g>"#));
+    let land = html.split(r#"<path class="land" d=""#).nth(1).unwrap();
+    let land = &land[..land.find('"').unwrap()];
+    assert_eq!(
+        land.matches('M').count(),
+        128,
+        "the rings of Natural Earth 110m land"
+    );
 
     let mut ev = rec("xxhostile", &[], "2024-01-01T00:00:00Z", Some(4.2));
     ev.place = Some(HOSTILE.into());
@@ -72,6 +84,16 @@ both_backends!(page_parts_and_escaping, async |db: TestDb| {
         "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; Ağrı &quot;Türkiye&quot;"
     ));
     assert!(html.contains("4.2 &lt;b&gt;mb&lt;/b&gt;"));
+    // One point, at (10°E, 20°N) on the equirectangular grid of 4 units a degree, its radius
+    // 2.5 × 1.35^4.2, grey for an event older than a week; its tooltip escaped.
+    assert_eq!(html.matches(r#"<circle class="quake"#).count(), 1);
+    let r = 2.5 * 1.35_f64.powf(4.2);
+    assert!(
+        html.contains(&format!(
+            r#"<circle class="quake age-older" data-id="xxhostile" data-time="2024-01-01T00:00:00Z" data-mag="4.2" cx="760.0" cy="280.0" r="{r:.1}"><title>M4.2 · &lt;script&gt;"#
+        )),
+        "{html}"
+    );
 });
 
 /// Chromium, if it can be run here; otherwise why not.
@@ -198,12 +220,27 @@ async fn renders_in_headless_chromium() {
     }
     let mut ev = rec("xxhostile", &[], "2018-01-18T06:00:00Z", Some(4.2));
     ev.place = Some(HOSTILE.into());
+    // Three recent events for the map's age colours: minutes, hours and days old.
+    let now = chrono::Utc::now();
+    let recent = |id: &str, ago: chrono::Duration, mag: f64, lon: f64, lat: f64| {
+        let time = (now - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut r = rec(id, &[], &time, Some(mag));
+        (r.longitude, r.latitude) = (lon, lat);
+        r.place = Some(format!("{id} region"));
+        r
+    };
+    let fresh = [
+        recent("xxjapan", chrono::Duration::minutes(10), 6.1, 142.4, 38.3),
+        recent("xxchile", chrono::Duration::hours(5), 4.4, -71.5, -33.0),
+        recent("xxiceland", chrono::Duration::days(3), 2.7, -22.0, 63.9),
+    ];
     fill(&store, &[ev], 10).await;
+    fill(&store, &fresh, 10).await;
     let stored = {
         let mut conn = store.conn().await.unwrap();
         read::all_events(&mut conn.db()).await.unwrap().len()
     };
-    assert_eq!(stored, 4);
+    assert_eq!(stored, 7);
     let (base, server) = serve(state_for(engine));
     let url = format!("{base}/");
 
@@ -240,7 +277,8 @@ async fn renders_in_headless_chromium() {
         "healthy",
         "Scheduler",
         "disabled",
-        "4 live, 0 deleted, 0 merged",
+        "7 live, 0 deleted, 0 merged",
+        "Latest 7 events on the map",
         "1km ENE of Colton, CA",
         "2km W of Cobb, CA",
         "1.2 ml",
@@ -274,6 +312,21 @@ async fn renders_in_headless_chromium() {
         ["3", "0", "0", "3", "0", "0", "0", "1"],
         "run 3 counts"
     );
+    // The map: every event a point, coloured by its age.
+    assert!(dom.contains(r#"<svg id="world-map""#));
+    assert_eq!(dom.matches(r#"<circle class="quake "#).count(), 7);
+    for (class, n) in [
+        ("age-hour", 1),
+        ("age-day", 1),
+        ("age-week", 1),
+        ("age-older", 4),
+    ] {
+        assert_eq!(
+            dom.matches(&format!(r#"class="quake {class}""#)).count(),
+            n,
+            "{class}"
+        );
+    }
     // The chart: a bar and a duration point per run.
     assert_eq!(dom.matches(r#"class="records""#).count(), 3);
     assert_eq!(dom.matches(r#"class="duration""#).count(), 3);
@@ -290,3 +343,60 @@ async fn renders_in_headless_chromium() {
         std::fs::copy(&shot, keep).unwrap();
     }
 }
+
+both_backends!(
+    the_map_draws_the_latest_200_and_the_page_stays_small,
+    async |db: TestDb| {
+        let store = db.store().await;
+        let app = read_app!(state_for(idle_engine(store.clone())));
+        let (_, _, empty) = page!(&app);
+        // 250 events around the world, a minute apart; the newest deleted.
+        let t0 = chrono::Utc::now() - chrono::Duration::days(1);
+        let mut events: Vec<_> = (0..250i64)
+            .map(|i| {
+                let time = (t0 + chrono::Duration::minutes(i))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let mut r = rec(
+                    &format!("us7000m{i:03}"),
+                    &[],
+                    &time,
+                    Some((i % 70) as f64 / 10.0),
+                );
+                r.longitude = (i * 37 % 360 - 180) as f64 + 0.25;
+                r.latitude = (i * 17 % 160 - 80) as f64 + 0.5;
+                r.place = Some(format!("{} km SSW of Somewhere Long, Region {i}", i % 90));
+                r
+            })
+            .collect();
+        events[249].status = "deleted".into();
+        fill(&store, &events, 100).await;
+        let (_, _, html) = page!(&app);
+        // The latest 200 that are not deleted, the oldest drawn first.
+        assert!(
+            html.contains("Latest 200 events on the map"),
+            "the query takes 200"
+        );
+        assert_eq!(html.matches(r#"<circle class="quake "#).count(), 200);
+        assert!(!html.contains(r#"data-id="us7000m249""#), "deleted");
+        let first = html.find(r#"data-id="us7000m049""#).unwrap();
+        let last = html.find(r#"data-id="us7000m248""#).unwrap();
+        assert!(first < last, "oldest drawn first");
+        assert!(
+            !html.contains(r#"data-id="us7000m048""#),
+            "only the latest 200"
+        );
+        // The table keeps its 50.
+        let table = html.split(r#"<section id="events">"#).nth(1).unwrap();
+        assert_eq!(table.matches("<tr><td>").count(), 50);
+        eprintln!(
+            "dashboard bytes: {} with no event, {} with 200 on the map and 50 in the table",
+            empty.len(),
+            html.len()
+        );
+        assert!(
+            html.len() < 120_000,
+            "the page grew to {} bytes",
+            html.len()
+        );
+    }
+);

@@ -21,7 +21,8 @@ const FIXTURE: &str = "usgs_4.5_week_2021-07-22T2023Z.geojson";
 /// Runs `quakesync sync` until it is not skipped by a dead holder's lock (exit 75 while
 /// PostgreSQL notices the dead connection), returns its output.
 fn sync_until_not_skipped(cmd: impl Fn() -> std::process::Command) -> std::process::Output {
-    for _ in 0..100 {
+    // 60 s only guards a hang: PostgreSQL frees the lock when it sees the socket closed.
+    for _ in 0..600 {
         let out = cmd().output().unwrap();
         if out.status.code() != Some(75) {
             return out;
@@ -34,11 +35,8 @@ fn sync_until_not_skipped(cmd: impl Fn() -> std::process::Command) -> std::proce
 async fn killed_between_pages(db: TestDb) {
     let cat = Catalogue::from_fixture(FIXTURE);
     let mock = FdsnMock::new(cat.clone());
-    // Page 2 hangs: the process dies after page 1 committed, with page 2 in flight.
-    mock.delay_at_offset
-        .lock()
-        .unwrap()
-        .insert(21, Duration::from_secs(60));
+    // Page 2 is held: the process dies after page 1 committed, with page 2 in flight.
+    let page2 = mock.hold_query(2);
     let server = fdsn_server(mock.clone()).await;
     db.store().await;
     let dir = tempfile::tempdir().unwrap();
@@ -48,23 +46,16 @@ async fn killed_between_pages(db: TestDb) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    let dead = loop {
-        let runs = all_runs(&db.url).await;
-        if let Some(r) = runs.iter().find(|r| r.pages >= 1) {
-            break r.clone();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "page 1 never committed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    page2.arrived().await;
     signal(child.id(), "KILL");
     let _ = child.wait();
+    page2.open();
+    let runs = all_runs(&db.url).await;
+    assert_eq!(runs.len(), 1);
+    let dead = runs[0].clone();
+    assert_eq!((dead.status.as_str(), dead.pages), ("running", 1));
     assert_eq!(catalogue(&db.url).await.len(), 20, "page 1 stays");
 
-    mock.delay_at_offset.lock().unwrap().clear();
     let out = sync_until_not_skipped(|| {
         let mut c = quakesync(dir.path(), &db.url, &server.uri());
         c.args(["sync", "--no-migrate", "--json"]);
@@ -243,7 +234,7 @@ async fn sigkill_inside_a_page_transaction_postgres() {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(20),
+            t.elapsed() < Duration::from_secs(60),
             "the page never reached its transaction"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -306,7 +297,27 @@ async fn pool_exhausted_under_load_fails_fast_with_503() {
         .await
         .unwrap();
     let stuck = tokio::spawn(async move { http(port, "GET", "/sync-runs", None).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the pool's one connection waits on the blocker's lock (seen by PostgreSQL).
+    let watcher = pg(&db.url).await;
+    let t = Instant::now();
+    loop {
+        let waiting = watcher
+            .query(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'quakesync' \
+                 AND datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if !waiting.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the request never reached the database"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let paths = [
         "/sync-runs",
@@ -317,20 +328,19 @@ async fn pool_exhausted_under_load_fails_fast_with_503() {
         "/sync-status",
         "/health/live",
     ];
-    let t = Instant::now();
     let tasks: Vec<_> = (0..80)
         .map(|i| {
             let p = paths[i % paths.len()];
             tokio::spawn(async move {
-                let t = Instant::now();
                 let r = http(port, "GET", p, None).await;
-                (p, r.map(|(s, _)| s), t.elapsed())
+                (p, r.map(|(s, _)| s))
             })
         })
         .collect();
     let mut by_status = std::collections::BTreeMap::<(String, u16), usize>::new();
     for task in tasks {
-        let (p, r, took) = task.await.unwrap();
+        let (p, r) = task.await.unwrap();
+        // Each answers within the client's 15 s deadline (the pool waits at most 10 s).
         let s = r.unwrap_or_else(|e| panic!("{p}: {e}"));
         assert!(
             s == 200 || s == 503 || (s == 404 && p.starts_with("/fdsnws")),
@@ -338,18 +348,16 @@ async fn pool_exhausted_under_load_fails_fast_with_503() {
             serve.log()
         );
         if p == "/sync-status" || p == "/health/live" {
+            // From memory: were they waiting for a connection, the pool would fail them.
             assert_eq!(s, 200, "{p} answers from memory");
-            assert!(took < Duration::from_secs(2), "{p} took {took:?}");
         }
         *by_status.entry((p.to_string(), s)).or_default() += 1;
     }
-    let total = t.elapsed();
-    eprintln!("answers under exhaustion in {total:?}: {by_status:?}");
+    eprintln!("answers under exhaustion: {by_status:?}");
     assert!(
         by_status.keys().any(|(_, s)| *s == 503),
         "the pool was exhausted: some 503 expected: {by_status:?}"
     );
-    assert!(total < Duration::from_secs(15), "{total:?}");
 
     blocker.batch_execute("ROLLBACK").await.unwrap();
     let _ = stuck.await.unwrap();
@@ -361,7 +369,7 @@ async fn pool_exhausted_under_load_fails_fast_with_503() {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(15),
+            t.elapsed() < Duration::from_secs(60),
             "no recovery: {a} {b}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -381,12 +389,8 @@ async fn two_serve_processes_never_overlap() {
     };
     let mut cat = Catalogue::from_fixture(FIXTURE);
     let mock = FdsnMock::new(cat.clone());
-    for off in [1, 21, 41, 61] {
-        mock.delay_at_offset
-            .lock()
-            .unwrap()
-            .insert(off, Duration::from_millis(150));
-    }
+    // A slow upstream, so that runs last long enough to meet each other.
+    *mock.delay.lock().unwrap() = Duration::from_millis(150);
     let server = fdsn_server(mock.clone()).await;
     db.store().await;
     let dir = tempfile::tempdir().unwrap();
@@ -432,7 +436,7 @@ async fn two_serve_processes_never_overlap() {
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(15),
+            t.elapsed() < Duration::from_secs(60),
             "no run after settling"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -6,6 +6,7 @@ use url::Url;
 use crate::error::ApiError;
 use crate::event::Page;
 use crate::http::{Fetched, HttpCore, HttpOptions, Validators, parse_http_url};
+use crate::paging::Keyset;
 use crate::parse::{
     CountResponse, parse_emsc, parse_usgs_any, parse_usgs_collection, parse_usgs_count,
 };
@@ -269,57 +270,72 @@ impl EmscClient {
     }
 }
 
-/// Pages through an FDSN query with `limit`/`offset`, one page in memory at a time.
+/// Pages through an FDSN query by keyset ([`Keyset`]), one page in memory at a time:
+/// `orderby=time-asc`, `limit=batch_size`, and `starttime` moved to the second of the last
+/// event read (the events of that second already returned are dropped), so an upstream
+/// whose result set moves meanwhile costs nothing and skips nothing.
 ///
-/// Asks `limit=batch_size` at `offset=1`, `1+batch_size`, … and stops after a short page
-/// (fewer than `batch_size` records) or after an error.
+/// Stops after a short page, at an error (an upstream that does not page as asked is an
+/// [`ApiError::Paging`] naming what it ignores), or at the ceiling set by
+/// [`FdsnPager::with_max_pages`].
 #[derive(Debug)]
 pub struct FdsnPager {
     client: FdsnClient,
     base: FdsnQuery,
-    batch_size: u32,
-    next_offset: u64,
+    keyset: Keyset,
     pages_fetched: u64,
-    done: bool,
+    failed: bool,
 }
 
 impl FdsnPager {
-    /// `batch_size` is clamped to `1..=20000`. Paging starts at the base query's `offset` (or 1).
+    /// `batch_size` is clamped to `1..=20000`. Paging runs from the base query's
+    /// `starttime` (unset: the service's default) to its `endtime`; its `limit`, `offset`
+    /// and `orderby` are replaced, its other filters kept.
     pub fn new(client: FdsnClient, base: FdsnQuery, batch_size: u32) -> Self {
-        let next_offset = base.offset.unwrap_or(1).max(1);
+        let keyset = Keyset::new(
+            base.starttime,
+            base.endtime,
+            batch_size.clamp(1, USGS_MAX_LIMIT),
+        );
         FdsnPager {
             client,
             base,
-            batch_size: batch_size.clamp(1, USGS_MAX_LIMIT),
-            next_offset,
+            keyset,
             pages_fetched: 0,
-            done: false,
+            failed: false,
         }
     }
 
-    /// The next page, or `None` once paging is over.
+    /// Fails paging with [`crate::PagingError::Ceiling`] instead of making request `max + 1`.
+    pub fn with_max_pages(mut self, max: u64) -> Self {
+        self.keyset = self
+            .keyset
+            .with_ceiling(max, format!("the pager's ceiling of {max} requests"));
+        self
+    }
+
+    /// The next page (without events already returned), or `None` once paging is over.
     pub async fn next_page(&mut self) -> Option<Result<Page, ApiError>> {
-        if self.done {
+        if self.failed {
             return None;
         }
-        let mut q = self.base.clone();
-        q.limit = Some(self.batch_size);
-        q.offset = Some(self.next_offset);
-        match self.client.query(&q).await {
-            Ok(page) => {
-                self.pages_fetched += 1;
-                if page.record_count() < self.batch_size as usize {
-                    self.done = true;
-                } else {
-                    self.next_offset += u64::from(self.batch_size);
+        let result = match self.keyset.next_ask() {
+            Ok(None) => return None,
+            Err(e) => Err(e.into()),
+            Ok(Some(ask)) => {
+                let mut q = self.base.clone();
+                ask.apply(&mut q);
+                match self.client.query(&q).await {
+                    Ok(page) => self.keyset.accept(&ask, page).map_err(ApiError::from),
+                    Err(e) => Err(e),
                 }
-                Some(Ok(page))
             }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        };
+        match &result {
+            Ok(_) => self.pages_fetched += 1,
+            Err(_) => self.failed = true,
         }
+        Some(result)
     }
 
     /// Pages successfully fetched so far.
@@ -327,14 +343,14 @@ impl FdsnPager {
         self.pages_fetched
     }
 
-    /// The 1-based offset the next request would ask for (for resuming).
-    pub fn next_offset(&self) -> u64 {
-        self.next_offset
+    /// The `starttime` the next request would ask for.
+    pub fn position(&self) -> Option<DateTime<Utc>> {
+        self.keyset.position()
     }
 
     /// Whether paging is over.
     pub fn is_done(&self) -> bool {
-        self.done
+        self.failed || self.keyset.is_done()
     }
 }
 

@@ -61,6 +61,10 @@ pub enum ApiError {
         /// The first ~200 characters of the body.
         snippet: String,
     },
+    /// The upstream does not page as asked: it ignores `limit`, `starttime`, `endtime` or
+    /// the order, or keeps answering what was read (see [`crate::PagingError`]).
+    #[error(transparent)]
+    Paging(#[from] crate::paging::PagingError),
     /// Any other transport failure (connection dropped mid-body, protocol error, ...).
     #[error("HTTP request to {url} failed: {reason}")]
     Http {
@@ -80,7 +84,8 @@ impl ApiError {
             ApiError::Status { status, .. } => *status == 429 || (500..=599).contains(status),
             ApiError::InvalidUrl { .. }
             | ApiError::TooLarge { .. }
-            | ApiError::InvalidBody { .. } => false,
+            | ApiError::InvalidBody { .. }
+            | ApiError::Paging(_) => false,
         }
     }
 
@@ -94,6 +99,7 @@ impl ApiError {
             | ApiError::TooLarge { url, .. }
             | ApiError::InvalidBody { url, .. }
             | ApiError::Http { url, .. } => url,
+            ApiError::Paging(_) => "",
         }
     }
 

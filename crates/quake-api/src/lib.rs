@@ -5,6 +5,7 @@ mod client;
 mod error;
 mod event;
 mod http;
+mod paging;
 mod parse;
 mod push;
 
@@ -18,6 +19,7 @@ pub use http::{
     DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_AFTER_MAX, DEFAULT_TIMEOUT, HttpOptions, Validators, check_url,
 };
+pub use paging::{Keyset, PageAsk, PagingError, WHOLE_SECOND_LIMIT, pages_for_count};
 pub use parse::{
     CountResponse, EMSC_EVENT_URL_BASE, PushAction, parse_emsc, parse_emsc_push, parse_usgs_any,
     parse_usgs_collection, parse_usgs_count, parse_usgs_feature,

@@ -50,22 +50,65 @@ fn param(req: &Request, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-#[tokio::test]
-async fn pager_uses_limit_and_offset_until_a_short_page() {
-    let server = MockServer::start().await;
-    let all = ["e1", "e2", "e3", "e4", "e5"];
-    for (offset, ids) in [("1", &all[0..2]), ("3", &all[2..4]), ("5", &all[4..5])] {
-        Mock::given(method("GET"))
-            .and(path(QUERY_PATH))
-            .and(query_param("offset", offset))
-            .and(query_param("limit", "2"))
-            .respond_with(json(collection(ids)))
-            .mount(&server)
-            .await;
+fn feature_at(id: &str, time_ms: i64) -> String {
+    feature(id).replace("\"time\":1626790980000", &format!("\"time\":{time_ms}"))
+}
+
+/// An FDSN event service over `(id, origin time in ms)`: `starttime`, `endtime` (inclusive,
+/// as USGS), `limit`, ascending time; anything else is ignored.
+struct Fdsn(Vec<(&'static str, i64)>);
+
+impl Respond for Fdsn {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let ms = |name: &str| {
+            param(req, name).map(|v| {
+                chrono::NaiveDateTime::parse_from_str(&v, "%Y-%m-%dT%H:%M:%S%.f")
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_millis()
+            })
+        };
+        let (start, end) = (ms("starttime"), ms("endtime"));
+        let limit: usize = param(req, "limit").map_or(20000, |l| l.parse().unwrap());
+        let mut hits: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(_, t)| start.is_none_or(|s| *t >= s) && end.is_none_or(|e| *t <= e))
+            .collect();
+        hits.sort_by_key(|(id, t)| (*t, *id));
+        let features: Vec<String> = hits
+            .iter()
+            .take(limit)
+            .map(|(id, t)| feature_at(id, *t))
+            .collect();
+        json(format!(
+            r#"{{"type":"FeatureCollection","metadata":{{"generated":1626791100000,"count":{}}},"features":[{}]}}"#,
+            features.len(),
+            features.join(",")
+        ))
     }
+}
+
+const T0: i64 = 1626790980000; // 2021-07-20T14:23:00Z
+
+#[tokio::test]
+async fn pager_continues_from_the_last_event_read_until_a_short_page() {
+    let server = MockServer::start().await;
+    let events = vec![
+        ("e1", T0 + 100),
+        ("e2", T0 + 5_300),
+        ("e3", T0 + 5_700), // e2 and e3 share a second
+        ("e4", T0 + 9_000),
+        ("e5", T0 + 12_000),
+    ];
+    Mock::given(method("GET"))
+        .and(path(QUERY_PATH))
+        .respond_with(Fdsn(events))
+        .mount(&server)
+        .await;
     let base = FdsnQuery {
         starttime: Some(Utc.with_ymd_and_hms(2021, 7, 20, 14, 23, 0).unwrap()),
-        orderby: Some("time-asc".into()),
+        offset: Some(7), // replaced: keyset paging sends no offset
         includedeleted: true,
         ..Default::default()
     };
@@ -75,21 +118,35 @@ async fn pager_uses_limit_and_offset_until_a_short_page() {
         let page = page.unwrap();
         seen.extend(page.events.into_iter().map(|e| e.id));
     }
-    assert_eq!(seen, all);
-    assert_eq!(pager.pages_fetched(), 3);
+    assert_eq!(seen, ["e1", "e2", "e3", "e4", "e5"], "each event once");
     assert!(pager.next_page().await.is_none());
     let reqs = requests(&server).await;
-    let offsets: Vec<String> = reqs.iter().map(|r| param(r, "offset").unwrap()).collect();
-    assert_eq!(offsets, ["1", "3", "5"]);
+    let starts: Vec<String> = reqs
+        .iter()
+        .map(|r| param(r, "starttime").unwrap())
+        .collect();
+    // Each page starts at the second of the last event read, whose events read before come
+    // back and are dropped. After page 2 both events of second 05 are read, as many as a
+    // page holds: that second is read whole (limit 20000, up to 06), and paging goes on
+    // from 06.
+    assert_eq!(
+        starts,
+        [
+            "2021-07-20T14:23:00",
+            "2021-07-20T14:23:05",
+            "2021-07-20T14:23:05",
+            "2021-07-20T14:23:06",
+            "2021-07-20T14:23:12",
+        ]
+    );
+    assert_eq!(pager.pages_fetched(), 5);
+    let limits: Vec<String> = reqs.iter().map(|r| param(r, "limit").unwrap()).collect();
+    assert_eq!(limits, ["2", "2", "20000", "2", "2"]);
     for r in &reqs {
         assert_eq!(param(r, "format").as_deref(), Some("geojson"));
-        assert_eq!(param(r, "limit").as_deref(), Some("2"));
         assert_eq!(param(r, "orderby").as_deref(), Some("time-asc"));
         assert_eq!(param(r, "includedeleted").as_deref(), Some("true"));
-        assert_eq!(
-            param(r, "starttime").as_deref(),
-            Some("2021-07-20T14:23:00")
-        );
+        assert_eq!(param(r, "offset"), None);
         assert!(
             r.headers
                 .get("user-agent")
@@ -102,35 +159,83 @@ async fn pager_uses_limit_and_offset_until_a_short_page() {
 }
 
 #[tokio::test]
-async fn pager_stops_on_an_empty_page_after_an_exact_multiple() {
+async fn pager_reads_a_crowded_second_whole() {
     let server = MockServer::start().await;
-    Mock::given(query_param("offset", "1"))
-        .respond_with(json(collection(&["a", "b"])))
-        .mount(&server)
-        .await;
-    Mock::given(query_param("offset", "3"))
-        .respond_with(json(collection(&[])))
+    // Three events in one second, pages of 2: the second is asked for whole (limit
+    // 20000, endtime one second on), then paging goes on after it.
+    Mock::given(method("GET"))
+        .respond_with(Fdsn(vec![
+            ("a", T0 + 1_100),
+            ("b", T0 + 1_200),
+            ("c", T0 + 1_300),
+            ("d", T0 + 4_000),
+        ]))
         .mount(&server)
         .await;
     let mut pager = FdsnPager::new(fdsn(&server, fast_opts()), FdsnQuery::default(), 2);
-    assert_eq!(pager.next_page().await.unwrap().unwrap().events.len(), 2);
-    assert_eq!(pager.next_page().await.unwrap().unwrap().record_count(), 0);
+    let mut seen = Vec::new();
+    while let Some(page) = pager.next_page().await {
+        seen.extend(page.unwrap().events.into_iter().map(|e| e.id));
+    }
+    assert_eq!(seen, ["a", "b", "c", "d"]);
+    let whole: Vec<_> = requests(&server)
+        .await
+        .iter()
+        .filter(|r| param(r, "limit").as_deref() == Some("20000"))
+        .map(|r| (param(r, "starttime").unwrap(), param(r, "endtime").unwrap()))
+        .collect();
+    assert_eq!(
+        whole,
+        [(
+            "2021-07-20T14:23:01".to_string(),
+            "2021-07-20T14:23:02".to_string()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn pager_stops_on_an_upstream_that_ignores_limit() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(json(collection(&["a", "b", "c"])))
+        .mount(&server)
+        .await;
+    let mut pager = FdsnPager::new(fdsn(&server, fast_opts()), FdsnQuery::default(), 2);
+    let err = pager.next_page().await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::Paging(quake_api::PagingError::LongerThanLimit {
+                records: 3,
+                limit: 2
+            })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ignores `limit`"), "{err}");
     assert!(pager.next_page().await.is_none());
-    assert_eq!(requests(&server).await.len(), 2);
+    assert!(pager.is_done());
+    assert_eq!(requests(&server).await.len(), 1);
 }
 
 #[tokio::test]
 async fn pager_stops_after_an_error() {
     let server = MockServer::start().await;
-    Mock::given(query_param("offset", "1"))
+    Mock::given(query_param("starttime", "2021-07-20T14:23:00"))
+        .and(query_param("limit", "2"))
         .respond_with(json(collection(&["a", "b"])))
         .mount(&server)
         .await;
-    Mock::given(query_param("offset", "3"))
+    Mock::given(method("GET"))
         .respond_with(json("not json"))
+        .with_priority(10)
         .mount(&server)
         .await;
-    let mut pager = FdsnPager::new(fdsn(&server, fast_opts()), FdsnQuery::default(), 2);
+    let base = FdsnQuery {
+        starttime: Some(Utc.with_ymd_and_hms(2021, 7, 20, 14, 23, 0).unwrap()),
+        ..Default::default()
+    };
+    let mut pager = FdsnPager::new(fdsn(&server, fast_opts()), base, 2);
     assert!(pager.next_page().await.unwrap().is_ok());
     assert!(matches!(
         pager.next_page().await.unwrap(),
@@ -138,7 +243,6 @@ async fn pager_stops_after_an_error() {
     ));
     assert!(pager.next_page().await.is_none());
     assert_eq!(pager.pages_fetched(), 1);
-    assert_eq!(pager.next_offset(), 3);
 }
 
 #[tokio::test]
@@ -214,8 +318,10 @@ async fn too_many_requests_honours_retry_after() {
 #[tokio::test]
 async fn timeouts_are_retried_then_reported() {
     let server = MockServer::start().await;
+    // An answer that would come only after ten minutes: a client that waited for it
+    // instead of timing out would return the page, not a timeout.
     Mock::given(method("GET"))
-        .respond_with(json(collection(&["a"])).set_delay(Duration::from_secs(3)))
+        .respond_with(json(collection(&["a"])).set_delay(Duration::from_secs(600)))
         .mount(&server)
         .await;
     let opts = HttpOptions {
@@ -223,18 +329,12 @@ async fn timeouts_are_retried_then_reported() {
         max_retries: 1,
         ..fast_opts()
     };
-    let start = Instant::now();
     let err = fdsn(&server, opts)
         .query(&FdsnQuery::default())
         .await
         .unwrap_err();
     assert!(matches!(err, ApiError::Timeout { .. }), "{err}");
     assert!(err.is_retryable());
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        start.elapsed()
-    );
     assert_eq!(requests(&server).await.len(), 2);
 }
 
@@ -578,6 +678,9 @@ async fn body_without_length_over_the_cap_is_too_large() {
 #[tokio::test]
 async fn service_unavailable_with_retry_after_date() {
     let server = MockServer::start().await;
+    // Measured from before the date is made: the client cannot retry before the date, which
+    // (1 s resolution, rounded down) is at least a second after `start`, whatever the load.
+    let start = Instant::now();
     let date = (Utc::now() + chrono::Duration::seconds(2))
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
@@ -592,7 +695,6 @@ async fn service_unavailable_with_retry_after_date() {
         .with_priority(2)
         .mount(&server)
         .await;
-    let start = Instant::now();
     fdsn(&server, fast_opts())
         .query(&FdsnQuery::default())
         .await
@@ -625,11 +727,14 @@ async fn too_many_requests_without_retry_after_uses_backoff() {
         .respond_with(Flaky(Arc::new(AtomicUsize::new(0))))
         .mount(&server)
         .await;
-    let start = Instant::now();
-    fdsn(&server, fast_opts())
-        .query(&FdsnQuery::default())
-        .await
-        .unwrap();
-    assert!(start.elapsed() < Duration::from_secs(1));
+    // The client's backoff (5–20 ms here), not a long default wait: 60 s only guards
+    // against waiting minutes (the Retry-After cap is 120 s).
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        fdsn(&server, fast_opts()).query(&FdsnQuery::default()),
+    )
+    .await
+    .expect("retried after the backoff, not a long wait")
+    .unwrap();
     assert_eq!(requests(&server).await.len(), 2);
 }

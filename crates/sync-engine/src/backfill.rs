@@ -14,17 +14,21 @@
 //!    one second (a one-second window over the cap is paged anyway: `limit` ≤ cap never
 //!    trips the limit). Windows that count 0 are done at once. The plan is stored in one
 //!    transaction (`backfill_windows`).
-//! 2. **Page.** Each window not yet done, in time order: `orderby=time-asc`,
-//!    `includedeleted=true`, `limit` = `batch_size` (at most the cap), `offset` = 1,
-//!    1 + limit, … until a short page. Each page is one transaction; the window is marked
-//!    done in the transaction of its last page. A page answering 400 "exceeds search limit"
-//!    splits its window (the plan is updated) instead of failing.
+//! 2. **Page.** Each window not yet done, in time order, by keyset
+//!    ([`quake_api::Keyset`]): `orderby=time-asc`, `includedeleted=true`, `limit` =
+//!    `batch_size` (at most the cap), `endtime` = the window's end, and `starttime` = the
+//!    second of the last event read (those of that second already read are dropped), until
+//!    a short page; so events merged, deleted or inserted upstream meanwhile cost nothing.
+//!    An upstream that ignores `limit`, `starttime`, `endtime` or the order fails the run
+//!    at once, and so does a window that needs more requests than its planned count allows
+//!    (3 x its pages + 10) or than `sync.max_pages`. Each page is one transaction; the
+//!    window is marked done in the transaction of its last page. A page answering 400
+//!    "exceeds search limit" splits its window (the plan is updated) instead of failing.
 //! 3. **Resume.** Run again with the same range (and filter), a backfill loads the stored
 //!    plan instead of counting again and skips every window marked done. Without an
 //!    explicit end it resumes the latest unfinished backfill starting at the same time,
 //!    else it runs up to now. A window interrupted halfway is redone from its first page
-//!    (pagination is not snapshot-isolated upstream, so a stored offset could skip
-//!    records; the pages seen twice are absorbed as `unchanged`).
+//!    (the pages seen twice are absorbed as `unchanged`).
 //! 4. **Politeness.** [`BackfillOptions::pause`] between upstream requests (default
 //!    [`DEFAULT_PAUSE`]), on top of the HTTP client's retry policy.
 
@@ -33,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use quake_api::{ApiError, CountResponse, FdsnClient, FdsnQuery, Page, USGS_MAX_LIMIT};
+use quake_api::{ApiError, CountResponse, FdsnClient, FdsnQuery, Keyset, Page, USGS_MAX_LIMIT};
 use quake_store::backfill::{self as progress_table, BackfillKey, BackfillWindow, WindowDone};
 use quake_store::{RunCounts, StoreError, Ts};
 
@@ -562,23 +566,24 @@ impl Job<'_> {
     ) -> Result<WindowEnd, String> {
         let (a, b) = (w.window_start.0, w.window_end.0);
         let limit = self.page_limit();
-        let mut offset: u64 = 1;
+        let expected = w.expected.and_then(|n| u64::try_from(n).ok());
+        let (ceiling, why) =
+            crate::engine::page_ceiling(expected, limit, self.engine.inner.config.max_pages);
+        let mut keyset = Keyset::new(Some(a), Some(b), limit).with_ceiling(ceiling, why);
         let mut events: u64 = 0;
         let mut pages: i64 = 0;
-        let max_pages = self.engine.inner.config.max_pages;
         loop {
             self.check_shutdown()?;
-            if pages as u64 >= max_pages {
-                return Err(crate::engine::ceiling_reached(pages as u64, max_pages));
-            }
+            let ask = match keyset.next_ask() {
+                Ok(Some(ask)) => ask,
+                // Paging ends with the page that says so, which marks the window done.
+                Ok(None) => return Ok(WindowEnd::Done { events }),
+                Err(e) => return Err(format!("window {a} .. {b}: {e}")),
+            };
             self.pacer.wait(self.engine).await;
             self.check_shutdown()?;
-            let q = FdsnQuery {
-                orderby: Some("time-asc".into()),
-                limit: Some(limit),
-                offset: Some(offset),
-                ..self.base_query(a, b)
-            };
+            let mut q = self.base_query(a, b);
+            ask.apply(&mut q);
             self.query_requests += 1;
             let page = match self.engine.observe(self.source.query(&q).await) {
                 Ok(p) => p,
@@ -603,8 +608,12 @@ impl Job<'_> {
                 }
                 Err(e) => return Err(format!("upstream: {e}")),
             };
+            // Checked before anything of it is written; records read before are dropped.
+            let page = keyset
+                .accept(&ask, page)
+                .map_err(|e| format!("window {a} .. {b}: {e}"))?;
             let n = page.record_count();
-            let last = n < limit as usize;
+            let last = keyset.is_done();
             events += n as u64;
             pages += 1;
             let done = last.then(|| WindowDone {
@@ -626,8 +635,9 @@ impl Job<'_> {
                 .await?;
             let totals = self.totals;
             log::debug!(
-                "run {}: window {a} .. {b}, page at offset {offset}: {}",
+                "run {}: window {a} .. {b}, page from {:?}: {}",
                 self.run_id,
+                ask.starttime,
                 crate::engine::summary(&res.counts)
             );
             self.emit(BackfillEvent::Page {
@@ -638,7 +648,6 @@ impl Job<'_> {
             if last {
                 return Ok(WindowEnd::Done { events });
             }
-            offset += n as u64;
         }
     }
 }

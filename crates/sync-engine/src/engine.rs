@@ -14,6 +14,7 @@ use crate::record::{to_record, to_rejected};
 use crate::source::{PageRequest, Source};
 use crate::status::{CurrentRun, StatusSnapshot};
 use crate::upstream::{UpstreamCounter, UpstreamCounts, UpstreamOutcome};
+use quake_api::{Keyset, pages_for_count};
 
 /// What the engine needs to know; the binary fills it from configuration.
 #[derive(Debug, Clone)]
@@ -236,6 +237,18 @@ impl Engine {
     ) -> Result<T, quake_api::ApiError> {
         self.inner.upstream.record(UpstreamOutcome::of(&res));
         res
+    }
+
+    /// Counts a `count` answer like [`Engine::observe`], unless the source has no count
+    /// (`Ok(None)`: no request was made).
+    pub(crate) fn observe_count(
+        &self,
+        res: Result<Option<u64>, quake_api::ApiError>,
+    ) -> Result<Option<u64>, quake_api::ApiError> {
+        if matches!(res, Ok(None)) {
+            return res;
+        }
+        self.observe(res)
     }
 
     /// Fills the status from the database (last run, last success, cursor). Call at start.
@@ -510,25 +523,39 @@ impl Engine {
             .unwrap_or(run_start - lookback);
         let cursor = state.as_ref().and_then(|s| s.cursor).map(|t| t.0);
         let batch = cfg.batch_size.max(1);
-        let mut offset: u64 = 1;
+        let request = |starttime, endtime, limit| PageRequest {
+            starttime,
+            endtime,
+            updatedafter: cursor,
+            min_magnitude: cfg.min_magnitude,
+            limit,
+        };
+        let paged = source.is_paged();
+        let counted = if paged {
+            let req = request(Some(start_time), None, batch);
+            tokio::select! {
+                c = source.count(&req) => self.observe_count(c).unwrap_or_else(|e| {
+                    log::warn!("The upstream's count failed ({e}): the page ceiling is sync.max_pages = {}", cfg.max_pages);
+                    None
+                }),
+                () = self.inner.shutdown.cancelled() => return Err(fail("interrupted by shutdown".into(), totals)),
+            }
+        } else {
+            None
+        };
+        let (ceiling, why) = page_ceiling(counted, batch, cfg.max_pages);
+        let mut keyset = Keyset::new(Some(start_time), None, batch).with_ceiling(ceiling, why);
         let mut generated: Option<DateTime<Utc>> = None;
-        let mut requested: u64 = 0;
         loop {
             if self.inner.shutdown.is_cancelled() {
                 return Err(fail(crate::service::INTERRUPTED.into(), totals));
             }
-            if requested >= cfg.max_pages {
-                return Err(fail(ceiling_reached(requested, cfg.max_pages), totals));
-            }
-            requested += 1;
-            let req = PageRequest {
-                starttime: Some(start_time),
-                endtime: None,
-                updatedafter: cursor,
-                min_magnitude: cfg.min_magnitude,
-                limit: batch,
-                offset,
+            let ask = match keyset.next_ask() {
+                Ok(Some(ask)) => ask,
+                Ok(None) => break,
+                Err(e) => return Err(fail(e.to_string(), totals)),
             };
+            let req = request(ask.starttime, ask.endtime, ask.limit);
             // A shutdown does not wait for a slow upstream: nothing of this page is written.
             let page = tokio::select! {
                 page = source.fetch_page(&req) => self.observe(page).map_err(|e| fail(format!("upstream: {e}"), totals))?,
@@ -539,17 +566,25 @@ impl Engine {
             // newer page would skip those changes forever. An older cursor only re-reads.
             let page_generated = page.generated.unwrap_or(run_start);
             generated = Some(generated.map_or(page_generated, |g| g.min(page_generated)));
-            let n = page.record_count();
+            // Checked before anything of it is written: an upstream that does not page as
+            // asked ends the run here, and the records read before are dropped.
+            let page = if paged {
+                keyset
+                    .accept(&ask, page)
+                    .map_err(|e| fail(e.to_string(), totals))?
+            } else {
+                page
+            };
             let res = self
                 .commit_page(run_id, &holder, page, &mut totals, None)
                 .await
                 .map_err(|m| fail(m, totals))?;
             log::debug!(
-                "run {run_id}: page at offset {offset} applied: {}",
+                "run {run_id}: page from {:?} applied: {}",
+                ask.starttime,
                 summary(&res.counts)
             );
-            offset += n as u64;
-            if !source.is_paged() || n < batch as usize {
+            if !paged {
                 break;
             }
         }
@@ -578,11 +613,24 @@ impl Engine {
     }
 }
 
-/// The error of a run (or backfill window) that reached `sync.max_pages`.
-pub(crate) fn ceiling_reached(requested: u64, max: u64) -> String {
-    format!(
-        "stopped after {requested} page requests, the ceiling of sync.max_pages = {max}: the upstream kept answering full pages; raise sync.max_pages (or sync.batch_size) if the catalogue really is that large"
-    )
+/// The ceiling on page requests of a run (or a backfill window) reading pages of `limit`,
+/// and why, for the error: derived from the upstream's count of matching events when it
+/// has one ([`quake_api::pages_for_count`]), never above `sync.max_pages`.
+pub(crate) fn page_ceiling(count: Option<u64>, limit: u32, max_pages: u64) -> (u64, String) {
+    match count.map(|c| (c, pages_for_count(c, limit))) {
+        Some((c, derived)) if derived < max_pages => (
+            derived,
+            format!(
+                "the ceiling is {derived} (3 x the pages of {limit} that the {c} events the upstream counted at the start need, + 10): it keeps sending new records beyond its own count"
+            ),
+        ),
+        _ => (
+            max_pages,
+            format!(
+                "the ceiling of sync.max_pages = {max_pages}: the upstream kept answering full pages of new records; raise sync.max_pages (or sync.batch_size) if the catalogue really is that large"
+            ),
+        ),
+    }
 }
 
 /// Why a run failed, with the counts of the pages it committed before.

@@ -13,20 +13,21 @@ use serde::{Deserialize, Serialize};
 /// A boxed future, so `Source` stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One page asked of a source.
+/// One page asked of a source. Paging is by keyset ([`quake_api::Keyset`]): each page
+/// starts at the origin time of the last event read, in ascending origin time; there is
+/// no offset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageRequest {
-    /// Events at or after this origin time (FDSN `starttime`).
+    /// Events at or after this origin time (FDSN `starttime`, inclusive).
     pub starttime: Option<DateTime<Utc>>,
-    /// Events before this origin time (FDSN `endtime`).
+    /// Events up to this origin time (FDSN `endtime`).
     pub endtime: Option<DateTime<Utc>>,
     /// Events updated at or after this time (FDSN `updatedafter`): the cursor.
     pub updatedafter: Option<DateTime<Utc>>,
     pub min_magnitude: Option<f64>,
-    /// Page size.
+    /// Page size: the answer must hold at most this many records, in ascending origin
+    /// time (FDSN `limit`, `orderby=time-asc`).
     pub limit: u32,
-    /// 1-based offset, as in FDSN.
-    pub offset: u64,
 }
 
 /// An upstream catalogue the engine can page through.
@@ -43,6 +44,12 @@ pub trait Source: Send + Sync {
     }
     /// Fetches one page.
     fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>>;
+    /// How many events match `req`'s filters now (its `limit` aside), when the upstream
+    /// can say (FDSN `count`): a run stops after three times the pages that count needs
+    /// (plus ten) instead of at `sync.max_pages`. `None`: it cannot say.
+    fn count<'a>(&'a self, _req: &'a PageRequest) -> BoxFuture<'a, Result<Option<u64>, ApiError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The upstreams quakesync knows, by their configuration name (`source.kind`).
@@ -86,7 +93,7 @@ fn fdsn_query(req: &PageRequest) -> FdsnQuery {
         minmagnitude: req.min_magnitude,
         orderby: Some("time-asc".into()),
         limit: Some(req.limit),
-        offset: Some(req.offset),
+        offset: None,
         includedeleted: true,
         eventid: None,
     }
@@ -107,6 +114,14 @@ impl Source for FdsnSource {
     }
     fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>> {
         Box::pin(async move { self.0.query(&fdsn_query(req)).await })
+    }
+    fn count<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Option<u64>, ApiError>> {
+        let q = FdsnQuery {
+            orderby: None,
+            limit: None,
+            ..fdsn_query(req)
+        };
+        Box::pin(async move { Ok(Some(self.0.count(&q).await?.count)) })
     }
 }
 

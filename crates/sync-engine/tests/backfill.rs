@@ -331,18 +331,25 @@ both_backends!(
             seen2.iter().all(|(p, _)| p == "query"),
             "a resumed backfill does not count again"
         );
-        let mut first_offsets = BTreeSet::new();
+        let planned: BTreeMap<Ts, Ts> = after_first
+            .iter()
+            .map(|w| (w.window_start, w.window_end))
+            .collect();
+        let mut first_pages = BTreeSet::new();
         for (_, q) in &seen2 {
             let ws = Ts(DateTime::from_timestamp_millis(param_ms(q, "starttime")).unwrap());
+            let we = Ts(DateTime::from_timestamp_millis(param_ms(q, "endtime")).unwrap());
+            let window = planned.range(..=ws).next_back().map(|(s, _)| *s);
             assert!(
-                !done_first.contains(&ws),
+                window.is_some_and(|w| !done_first.contains(&w)),
                 "a finished window was asked again: {q:?}"
             );
-            if q["offset"] == "1" {
-                first_offsets.insert(ws);
+            // A window's first page starts at its start and ends at its end.
+            if planned.get(&ws) == Some(&we) {
+                first_pages.insert(ws);
             }
         }
-        assert_eq!(first_offsets.len(), total - done_first.len());
+        assert_eq!(first_pages.len(), total - done_first.len());
         assert_eq!(run1.inserted + run2.inserted, 4711);
         assert_eq!(run2.unchanged, partial, "{run2:?}");
         assert_eq!(
@@ -455,10 +462,7 @@ async fn a_page_refused_as_too_large_splits_its_window() {
 async fn a_backfill_while_a_sync_runs_is_skipped() {
     let db = TestDb::sqlite();
     let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018));
-    mock.delay_at_offset
-        .lock()
-        .unwrap()
-        .insert(1, Duration::from_millis(1500));
+    let page1 = mock.hold_query(1); // the sync is still running while the backfill tries
     let server = fdsn_server(mock).await;
     let store = db.store().await;
     let client = client(&server);
@@ -473,10 +477,15 @@ async fn a_backfill_while_a_sync_runs_is_skipped() {
         .await
         .unwrap();
     assert_skipped_for(&o, run_id);
+    page1.open();
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
-    // Only the sync asked the upstream; the skipped backfill wrote no run row.
+    // Only the sync asked the upstream (a backfill's requests carry an `endtime`); the
+    // skipped backfill wrote no run row.
     let seen = seen_requests(&server).await;
-    assert!(seen.iter().all(|(p, _)| p == "query"));
+    assert!(
+        seen.iter().all(|(_, q)| !q.contains_key("endtime")),
+        "{seen:?}"
+    );
     let mut conn = store.conn().await.unwrap();
     assert_eq!(
         runs::latest_runs(&mut conn.db(), 10).await.unwrap().len(),
@@ -507,10 +516,7 @@ async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
         return;
     };
     let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018));
-    mock.delay_at_offset
-        .lock()
-        .unwrap()
-        .insert(1, Duration::from_millis(1500));
+    let page1 = mock.hold_query(1); // the sync is still running while the backfill tries
     let server = fdsn_server(mock).await;
     // Two engines, two pools: as two processes would be.
     let (store_a, store_b) = (db.store().await, db.store().await);
@@ -527,6 +533,7 @@ async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
         .await
         .unwrap();
     assert_skipped_for(&o, run_id);
+    page1.open();
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
     // Once the sync is over, the backfill runs.
     let o = backfilling
@@ -545,22 +552,20 @@ async fn a_backfill_that_loses_its_lock_writes_nothing_more() {
         return;
     };
     let mock = FdsnMock::new(Catalogue::from_fixture(WEEK_2018)).with_cap(CAP);
-    mock.delay_at_offset
-        .lock()
-        .unwrap()
-        .insert(101, Duration::from_millis(800));
+    let page2 = mock.hold_query(2);
     let server = fdsn_server(mock.clone()).await;
     let store = db.store().await;
     let client = client(&server);
     let engine = engine(store.clone(), &client, 100);
     let (start, end) = range();
-    let mut status = engine.subscribe();
     let task = tokio::spawn({
         let (engine, client) = (engine.clone(), client.clone());
         async move { engine.backfill(&client, &opts(start, end), None).await }
     });
-    wait_for_pages(&mut status, 1).await;
+    // The lock's session is killed while page 2 is held upstream.
+    page2.arrived().await;
     kill_lock_holder(&store, &db.url).await;
+    page2.open();
     let o = tokio::time::timeout(Duration::from_secs(30), task)
         .await
         .unwrap()
@@ -581,7 +586,6 @@ async fn a_backfill_that_loses_its_lock_writes_nothing_more() {
         written < 4711 && written as i64 == run.inserted,
         "{written} rows, {run:?}"
     );
-    mock.delay_at_offset.lock().unwrap().clear();
     let again = engine
         .backfill(&client, &opts(start, end), None)
         .await

@@ -153,19 +153,25 @@ both_backends!(fdsn_pair_a_pages_and_cursor, async |db: TestDb| {
 
     let r1 = succeeded(engine.sync_once(Trigger::Cli).await.unwrap());
     assert_eq!(counts(&r1), (3098, 3098, 0, 0, 0, 0, 0));
-    assert_eq!(r1.pages, 7);
-    let q1 = seen_queries(&server).await;
-    let offsets: Vec<&str> = q1.iter().map(|q| q["offset"].as_str()).collect();
+    let (counted, q1) = split_count(seen_requests(&server).await);
+    assert_eq!(counted.len(), 1, "one count per run, for the page ceiling");
+    assert_eq!(counted[0]["starttime"], "2021-07-01T00:00:00");
+    assert_eq!(r1.pages as usize, q1.len());
+    // Keyset pages: each starts at the second of the last event of the page before.
+    let starts = keyset_starts(&old, 500, "2021-07-01T00:00:00");
     assert_eq!(
-        offsets,
-        ["1", "501", "1001", "1501", "2001", "2501", "3001"]
+        q1.iter()
+            .map(|q| q["starttime"].clone())
+            .collect::<Vec<_>>(),
+        starts
     );
+    assert_eq!(q1.len(), 7, "3098 events in pages of 500");
     for q in &q1 {
         assert_eq!(q["format"], "geojson");
         assert_eq!(q["orderby"], "time-asc");
         assert_eq!(q["limit"], "500");
         assert_eq!(q["includedeleted"], "true");
-        assert_eq!(q["starttime"], "2021-07-01T00:00:00");
+        assert!(!q.contains_key("offset"), "keyset pages carry no offset");
         assert!(!q.contains_key("updatedafter"), "first run has no cursor");
     }
     // cursor = the first page's metadata.generated (2021-07-20T14:23:55Z) minus 300 s
@@ -180,10 +186,7 @@ both_backends!(fdsn_pair_a_pages_and_cursor, async |db: TestDb| {
 
     server.reset().await;
     mock.set(new.clone());
-    wiremock::Mock::given(wiremock::matchers::path("/fdsnws/event/1/query"))
-        .respond_with(mock.clone())
-        .mount(&server)
-        .await;
+    mount_fdsn(&server, &mock).await;
     let r2 = succeeded(engine.sync_once(Trigger::Cli).await.unwrap());
     let q2 = seen_queries(&server).await;
     assert!(
@@ -200,7 +203,7 @@ both_backends!(fdsn_pair_a_pages_and_cursor, async |db: TestDb| {
         .filter(|f| f["properties"]["updated"].as_i64().unwrap() >= cursor_ms)
         .collect();
     assert_eq!(r2.fetched as usize, fetched.len());
-    assert_eq!(r2.pages as usize, fetched.len() / 500 + 1);
+    assert_eq!(r2.pages as usize, q2.len() - 1, "every query but the count");
     let mut expected: BTreeMap<String, (i64, Option<String>)> = old
         .features
         .iter()
@@ -311,15 +314,29 @@ async fn two_engines_on_one_postgres_database_never_run_together() {
     let mock = FdsnMock::new(Catalogue::from_fixture(
         "usgs_4.5_week_2021-07-22T2023Z.geojson",
     ));
-    mock.delay_at_offset
-        .lock()
-        .unwrap()
-        .insert(1, Duration::from_millis(1500));
+    // The first page is held until both engines have tried: whichever takes the lock is
+    // still running when the other tries.
+    let page1 = mock.hold_query(1);
     let server = fdsn_server(mock).await;
     // Two stores: two pools, two in-process guards; only the advisory lock is shared.
     let a = fdsn_engine(db.store().await, &fdsn_url(&server), 100);
     let b = fdsn_engine(db.store().await, &fdsn_url(&server), 100);
-    let (ra, rb) = tokio::join!(a.sync_once(Trigger::Cli), b.sync_once(Trigger::Scheduled));
+    let release = async {
+        // Opens the gate once one engine is held there and the other has been skipped.
+        page1.arrived().await;
+        let mut sa = a.subscribe();
+        let mut sb = b.subscribe();
+        tokio::select! {
+            r = sa.wait_for(|s| s.skipped_total == 1) => { r.unwrap(); }
+            r = sb.wait_for(|s| s.skipped_total == 1) => { r.unwrap(); }
+        }
+        page1.open();
+    };
+    let (ra, rb, ()) = tokio::join!(
+        a.sync_once(Trigger::Cli),
+        b.sync_once(Trigger::Scheduled),
+        release
+    );
     let outcomes = [ra.unwrap(), rb.unwrap()];
     let ran = outcomes
         .iter()
@@ -344,40 +361,31 @@ both_backends!(
     async |db: TestDb| {
         let fixture = "usgs_4.5_week_2021-07-22T2023Z.geojson";
         let mock = FdsnMock::new(Catalogue::from_fixture(fixture));
-        mock.delay_at_offset
-            .lock()
-            .unwrap()
-            .insert(21, Duration::from_secs(30));
+        let page2 = mock.hold_query(2);
         let server = fdsn_server(mock.clone()).await;
         let store = db.store().await;
         let engine = fdsn_engine(store.clone(), &fdsn_url(&server), 20);
-        let mut status = engine.subscribe();
         let task = tokio::spawn({
             let engine = engine.clone();
             async move { engine.sync_once(Trigger::Scheduled).await }
         });
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            status.wait_for(|s| s.current.as_ref().is_some_and(|c| c.counts.pages >= 1)),
-        )
-        .await
-        .expect("first page committed")
-        .unwrap();
+        page2.arrived().await; // page 1 committed, page 2 in flight
         let dead_run = engine.status().current.unwrap().run_id;
         task.abort(); // the process "dies" between pages
         let _ = task.await;
+        page2.open();
         assert_eq!(
             catalogue(&store).await.len(),
             20,
             "the committed page stays"
         );
 
-        mock.delay_at_offset.lock().unwrap().clear();
         // A new process: a new engine on the same database.
         let engine2 = fdsn_engine(db.store().await, &fdsn_url(&server), 20);
         let mut outcome = engine2.sync_once(Trigger::Cli).await.unwrap();
-        for _ in 0..50 {
-            // the dead holder's lock connection may take a moment to close
+        for _ in 0..600 {
+            // the dead holder's lock connection may take a moment to close (PostgreSQL
+            // ends the session when it sees the socket closed; 60 s only guards a hang)
             if !matches!(outcome, SyncOutcome::Skipped { .. }) {
                 break;
             }
@@ -435,10 +443,7 @@ both_backends!(
         let mock = FdsnMock::new(Catalogue::from_fixture(
             "usgs_4.5_week_2021-07-22T2023Z.geojson",
         ));
-        mock.delay_at_offset
-            .lock()
-            .unwrap()
-            .insert(1, Duration::from_secs(30));
+        let page1 = mock.hold_query(1);
         let server = fdsn_server(mock).await;
         let store = db.store().await;
         let engine = fdsn_engine(store.clone(), &fdsn_url(&server), 20);
@@ -446,15 +451,17 @@ both_backends!(
             let engine = engine.clone();
             async move { engine.sync_once(Trigger::Scheduled).await }
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let started = std::time::Instant::now();
+        page1.arrived().await;
         engine.shutdown_token().cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(5), task)
+        // The run ends while its request is still held upstream: shutdown does not wait
+        // for the upstream (the bound only guards against a hang).
+        let outcome = tokio::time::timeout(Duration::from_secs(60), task)
             .await
-            .expect("stops promptly")
+            .expect("stops without the upstream's answer")
             .unwrap()
             .unwrap();
-        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(!page1.is_open(), "the answer was never sent");
+        page1.open();
         let SyncOutcome::Failed(run) = outcome else {
             panic!("{outcome:?}")
         };

@@ -82,6 +82,11 @@ impl Gate {
         *self.arrived.borrow()
     }
 
+    /// Whether the gate has been opened.
+    pub fn is_open(&self) -> bool {
+        *self.open.0.lock().unwrap()
+    }
+
     /// Lets the request through (and every later one that meets this gate).
     pub fn open(&self) {
         *self.open.0.lock().unwrap() = true;
@@ -107,8 +112,8 @@ pub struct FdsnMock {
     pub gates: Arc<Mutex<HashMap<usize, Arc<Gate>>>>,
     /// `query` requests answered or held so far.
     pub queries: Arc<std::sync::atomic::AtomicUsize>,
-    /// Extra delay before answering the request with this offset (slow pages).
-    pub delay_at_offset: Arc<Mutex<HashMap<u64, Duration>>>,
+    /// Extra delay before answering every query (a slow upstream; never a test's clock).
+    pub delay: Arc<Mutex<Duration>>,
     /// The search limit (USGS: 20000): a `count` over it, or a query whose result
     /// (`min(matching, limit)`: USGS counts include `limit`) is over it, is refused with
     /// HTTP 400 and the USGS message. `None`: no limit.
@@ -127,7 +132,7 @@ impl FdsnMock {
             catalogue: Arc::new(Mutex::new(c)),
             gates: Arc::default(),
             queries: Arc::default(),
-            delay_at_offset: Arc::default(),
+            delay: Arc::default(),
             cap: Arc::default(),
             count_400_over_cap: Arc::default(),
             fail_after: Arc::default(),
@@ -266,29 +271,81 @@ impl Respond for FdsnMock {
             },
             "features": page,
         });
-        let mut resp =
-            ResponseTemplate::new(200).set_body_raw(body.to_string(), "application/json");
-        if let Some(d) = self.delay_at_offset.lock().unwrap().get(&(offset as u64)) {
-            resp = resp.set_delay(*d);
-        }
-        resp
+        ResponseTemplate::new(200)
+            .set_body_raw(body.to_string(), "application/json")
+            .set_delay(*self.delay.lock().unwrap())
     }
 }
 
 /// Starts a server whose `/fdsnws/event/1/query` and `/fdsnws/event/1/count` are `mock`.
 pub async fn fdsn_server(mock: FdsnMock) -> MockServer {
     let server = MockServer::start().await;
+    mount_fdsn(&server, &mock).await;
+    server
+}
+
+/// Mounts `mock` at `/fdsnws/event/1/query` and `/fdsnws/event/1/count` (after a reset).
+pub async fn mount_fdsn(server: &MockServer, mock: &FdsnMock) {
     Mock::given(method("GET"))
         .and(path("/fdsnws/event/1/query"))
         .respond_with(mock.clone())
-        .mount(&server)
+        .mount(server)
         .await;
     Mock::given(method("GET"))
         .and(path("/fdsnws/event/1/count"))
-        .respond_with(mock)
-        .mount(&server)
+        .respond_with(mock.clone())
+        .mount(server)
         .await;
-    server
+}
+
+/// A request's query parameters.
+pub type Params = HashMap<String, String>;
+
+/// The `count` requests and the `query` requests of `seen` ([`seen_requests`]), apart.
+pub fn split_count(seen: Vec<(String, Params)>) -> (Vec<Params>, Vec<Params>) {
+    let (counts, queries): (Vec<_>, Vec<_>) = seen.into_iter().partition(|(p, _)| p == "count");
+    (
+        counts.into_iter().map(|(_, q)| q).collect(),
+        queries.into_iter().map(|(_, q)| q).collect(),
+    )
+}
+
+/// The `starttime`s keyset paging asks of `cat` (no filter but `starttime`) in pages of
+/// `limit` from `start`, as the FDSN mock orders events (time, then id): page N+1 starts
+/// at the second of the last event of page N, whose events of that second it re-reads.
+/// Whole-second requests are not modelled: the catalogue must not need them.
+pub fn keyset_starts(cat: &Catalogue, limit: usize, start: &str) -> Vec<String> {
+    let mut times: Vec<(i64, String)> = cat
+        .features
+        .iter()
+        .map(|f| {
+            (
+                prop_ms(f, "time"),
+                f["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    times.sort();
+    let second = |ms: i64| ms.div_euclid(1000) * 1000;
+    let mut starts = vec![start.to_string()];
+    let mut from = parse_fdsn_time(start);
+    loop {
+        let page: Vec<&(i64, String)> = times
+            .iter()
+            .filter(|(t, _)| *t >= from)
+            .take(limit)
+            .collect();
+        if page.len() < limit {
+            return starts;
+        }
+        from = second(page[page.len() - 1].0);
+        starts.push(
+            DateTime::from_timestamp_millis(from)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string(),
+        );
+    }
 }
 
 pub fn fdsn_url(server: &MockServer) -> String {

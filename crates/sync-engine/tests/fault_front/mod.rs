@@ -2,8 +2,10 @@
 //! client under test and a mock upstream (wiremock), and answers each request with a
 //! scripted fault or passes it through. One request per connection (`Connection: close`).
 //!
-//! Faults are scripted per FDSN `offset` (so retries of one page see the next fault of
-//! that page's queue) and apply once each; with no fault queued the request passes.
+//! Faults are scripted per page: page N is the Nth distinct `query` request (a retry sends
+//! the same URL, so retries of one page see the next fault of that page's queue); faults
+//! apply once each; with no fault queued the request passes. Other paths (`count`) pass
+//! and are logged as page 0.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, VecDeque};
@@ -62,8 +64,10 @@ impl Fault {
 pub struct FaultFront {
     pub addr: SocketAddr,
     upstream: SocketAddr,
-    by_offset: Arc<Mutex<HashMap<u64, VecDeque<Fault>>>>,
-    /// (offset, fault applied) of every request, in order.
+    by_page: Arc<Mutex<HashMap<u64, VecDeque<Fault>>>>,
+    /// The distinct `query` request targets seen, in order: page N is `pages[N - 1]`.
+    pages: Arc<Mutex<Vec<String>>>,
+    /// (page, fault applied) of every request, in order.
     pub log: Arc<Mutex<Vec<(u64, String)>>>,
 }
 
@@ -79,7 +83,8 @@ impl FaultFront {
         let front = FaultFront {
             addr: listener.local_addr().unwrap(),
             upstream,
-            by_offset: Arc::default(),
+            by_page: Arc::default(),
+            pages: Arc::default(),
             log: Arc::default(),
         };
         let f = front.clone();
@@ -96,28 +101,46 @@ impl FaultFront {
         format!("http://{}", self.addr)
     }
 
-    /// Queues `faults` for the requests at `offset` (applied in order, once each).
-    pub fn at_offset(&self, offset: u64, faults: impl IntoIterator<Item = Fault>) {
-        self.by_offset
+    /// Queues `faults` for the requests of page `page` (applied in order, once each).
+    pub fn at_page(&self, page: u64, faults: impl IntoIterator<Item = Fault>) {
+        self.by_page
             .lock()
             .unwrap()
-            .entry(offset)
+            .entry(page)
             .or_default()
             .extend(faults);
     }
 
+    /// Drops the queued faults and starts counting pages afresh (for the next run).
     pub fn clear(&self) {
-        self.by_offset.lock().unwrap().clear();
+        self.by_page.lock().unwrap().clear();
+        self.pages.lock().unwrap().clear();
     }
 
-    /// How many requests asked for `offset`.
-    pub fn requests_at(&self, offset: u64) -> usize {
+    /// How many requests asked for page `page`.
+    pub fn requests_at(&self, page: u64) -> usize {
         self.log
             .lock()
             .unwrap()
             .iter()
-            .filter(|(o, _)| *o == offset)
+            .filter(|(p, _)| *p == page)
             .count()
+    }
+
+    /// The page number of a request target: 0 unless it is a `query`.
+    fn page_of(&self, target: &str) -> u64 {
+        if !target.contains("/query") {
+            return 0;
+        }
+        let mut pages = self.pages.lock().unwrap();
+        let at = match pages.iter().position(|t| t == target) {
+            Some(i) => i,
+            None => {
+                pages.push(target.to_string());
+                pages.len() - 1
+            }
+        };
+        at as u64 + 1
     }
 
     async fn handle(&self, mut sock: TcpStream) {
@@ -125,22 +148,15 @@ impl FaultFront {
             return;
         };
         let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let offset = url::Url::parse(&format!("http://x{target}"))
-            .ok()
-            .and_then(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == "offset")
-                    .and_then(|(_, v)| v.parse().ok())
-            })
-            .unwrap_or(1);
+        let page = self.page_of(&target);
         let fault = self
-            .by_offset
+            .by_page
             .lock()
             .unwrap()
-            .get_mut(&offset)
+            .get_mut(&page)
             .and_then(VecDeque::pop_front)
             .unwrap_or(Fault::Pass);
-        self.log.lock().unwrap().push((offset, fault.name()));
+        self.log.lock().unwrap().push((page, fault.name()));
         match fault {
             Fault::Reset => {
                 // SO_LINGER 0: close sends RST at once (it cannot block here).

@@ -1,6 +1,7 @@
 //! Security through the real binary (issue 9): no secret in `quakesync config`, in any log
 //! line of `serve` (debug level, through failures), or in any response; loopback bind by
-//! default; oversized headers, URLs and bodies refused with a 4xx, never a 500 or a hang.
+//! default (checked in a network namespace the test makes); oversized headers, URLs and
+//! bodies refused with a 4xx, never a 500 or a hang.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -57,21 +58,90 @@ fn config_output_redacts_secrets_and_binds_loopback_by_default() {
     );
 }
 
-/// A non-loopback address of this machine, if it has one.
-fn external_ip() -> Option<std::net::IpAddr> {
-    // The address the kernel would use to reach a public host (no packet is sent).
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("192.0.2.1:9").ok()?;
-    let ip = s.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+/// The name of the test run inside the network namespace.
+const INNER: &str = "netns_inner_serve_default_bind";
+/// The non-loopback address the inner test gives its namespace.
+const OTHER_IP: &str = "10.213.0.1";
+
+/// `serve` with no `http.bind` listens on 127.0.0.1:8080 and on nothing else. Checked in a
+/// network namespace of its own (`unshare --net`), where port 8080 is free whatever this
+/// machine runs and a non-loopback address exists (a veth the test makes): the test
+/// binary runs [`netns_inner_serve_default_bind`] there. Without `unshare` or the right
+/// to make a namespace it is skipped, plainly; under CI=true that is a failure.
+#[test]
+fn serve_without_a_bind_listens_on_loopback_only() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("unshare")
+        .arg("--net")
+        .arg("--")
+        .arg(&exe)
+        .args([
+            "--exact",
+            INNER,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("QS_NETNS_INNER", "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            return skip_or_fail(
+                "serve_without_a_bind_listens_on_loopback_only",
+                &format!("unshare(1) cannot run: {e}"),
+            );
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() && text.contains("unshare failed") {
+        return skip_or_fail(
+            "serve_without_a_bind_listens_on_loopback_only",
+            &format!("no network namespace can be made here: {text}"),
+        );
+    }
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the inner test ran: {text}");
+    assert!(text.contains("inner: checked"), "{text}");
 }
 
+fn run(cmd: &str, args: &[&str]) {
+    let out = std::process::Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run by [`serve_without_a_bind_listens_on_loopback_only`] inside a fresh network
+/// namespace; refuses to run anywhere else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_without_a_bind_listens_on_loopback_only() {
-    if std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
-        skip_or_fail_soft("127.0.0.1:8080 is taken on this machine");
-        return;
-    }
+#[ignore = "run inside a network namespace by serve_without_a_bind_listens_on_loopback_only"]
+async fn netns_inner_serve_default_bind() {
+    assert!(
+        std::env::var_os("QS_NETNS_INNER").is_some(),
+        "run only by serve_without_a_bind_listens_on_loopback_only, inside its namespace"
+    );
+    run("ip", &["link", "set", "lo", "up"]);
+    run(
+        "ip",
+        &["link", "add", "qs0", "type", "veth", "peer", "name", "qs1"],
+    );
+    run(
+        "ip",
+        &["addr", "add", &format!("{OTHER_IP}/24"), "dev", "qs0"],
+    );
+    run("ip", &["link", "set", "qs0", "up"]);
+    run("ip", &["link", "set", "qs1", "up"]);
+    let other: std::net::IpAddr = OTHER_IP.parse().unwrap();
+    // The namespace is fresh: nothing listens anywhere, and the address is ours.
+    std::net::TcpListener::bind((other, 0)).expect("the namespace has the non-loopback address");
+
     let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let child = quakesync(dir.path(), &db.url, "http://127.0.0.1:9")
@@ -81,31 +151,28 @@ async fn serve_without_a_bind_listens_on_loopback_only() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let t = std::time::Instant::now();
     let mut up = false;
-    for _ in 0..200 {
+    while t.elapsed() < Duration::from_secs(60) {
         if let Ok((200, _)) = http(8080, "GET", "/health/live", None).await {
             up = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if let Some(ip) = external_ip() {
-        let reached = tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect((ip, 8080)),
-        )
-        .await;
-        assert!(
-            !matches!(reached, Ok(Ok(_))),
-            "serve answers on {ip}:8080: it must listen on loopback only"
-        );
-    }
+    // Nothing but `serve` could listen on 8080 here: a refusal is an answer, not a timing.
+    let reached = tokio::net::TcpStream::connect((other, 8080)).await;
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(up, "serve did not answer on 127.0.0.1:8080: {log}");
+    let err = reached.err().unwrap_or_else(|| {
+        panic!("serve answers on {OTHER_IP}:8080: it must listen on loopback only")
+    });
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     assert!(log.contains("Listening on http://127.0.0.1:8080"), "{log}");
     assert!(!log.contains("0.0.0.0"), "{log}");
+    eprintln!("inner: checked 127.0.0.1:8080 answers and {OTHER_IP}:8080 refuses");
 }
 
 /// A connection the server reset or closed while the client was still sending counts as
@@ -120,11 +187,6 @@ fn refused(e: std::io::Error) -> (u16, String) {
         "not refused but: {e}"
     );
     (0, String::new())
-}
-
-fn skip_or_fail_soft(why: &str) {
-    // A port conflict is the machine's, not the code's: skip even under CI.
-    eprintln!("SKIPPED serve_without_a_bind_listens_on_loopback_only: {why}");
 }
 
 /// `serve` at debug level, on PostgreSQL through a URL with a password, against an

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use quake_store::testing::TestDb;
@@ -23,6 +23,14 @@ const METRICS: [&str; 10] = [
     "quakesync_catalogue_events",
     "quakesync_catalogue_newest_update_timestamp_seconds",
 ];
+
+/// `fut`'s answer: the database's unavailability is reported, not waited out (60 s only
+/// guards against a hang; how fast is a benchmark's question).
+async fn answers_in_time<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .expect("answered")
+}
 
 #[actix_web::test]
 async fn every_endpoint_answers_the_spec_shape() {
@@ -291,9 +299,9 @@ async fn degraded_after_a_failed_run() {
 }
 
 #[actix_web::test]
-async fn busy_answers_409_and_status_stays_fast() {
+async fn busy_answers_409_and_status_answers_from_memory() {
     let db = TestDb::sqlite();
-    let up = upstream(200, Duration::from_millis(1500)).await;
+    let (up, page1) = gated_upstream().await;
     let engine = engine(db.store().await, &up);
     let app = app!(state(engine.clone(), Some(TOKEN)));
 
@@ -309,12 +317,10 @@ async fn busy_answers_409_and_status_stays_fast() {
     let (s, busy) = call!(&app, post("/sync?wait=true", Some(TOKEN)));
     assert_eq!(s, 409, "{busy}");
 
-    // Answered from memory while the run holds the guard.
-    let t = Instant::now();
+    // Answered from memory while the run holds the guard and waits on the upstream.
+    page1.arrived().await;
     let (s, st) = call!(&app, get("/sync-status"));
-    let took = t.elapsed();
     assert_eq!(s, 200);
-    assert!(took < Duration::from_millis(200), "took {took:?}");
     assert_eq!(st["current_sync"]["is_running"], true);
     assert_eq!(st["current_sync"]["run_id"], run_id);
     assert!(st["current_sync"]["started_at"].is_string());
@@ -326,15 +332,17 @@ async fn busy_answers_409_and_status_stays_fast() {
     assert!(text.contains("quakesync_sync_in_progress 1"), "{text}");
     assert!(text.contains("quakesync_sync_skipped_total 2"), "{text}");
 
+    page1.open();
     idle(&engine).await;
     let (_, runs) = call!(&app, get("/sync-runs"));
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
     assert_eq!(runs["runs"][0]["status"], "succeeded");
 }
 
-/// 200 concurrent `POST /sync` during a slow sync: one 202, 199 409, one run row.
+/// 200 concurrent `POST /sync` while a sync waits on the upstream: one 202, 199 409, one
+/// run row.
 async fn concurrent_posts(store: Store) {
-    let up = upstream(200, Duration::from_millis(1500)).await;
+    let (up, page1) = gated_upstream().await;
     let engine = engine(store, &up);
     let app = app!(state(engine.clone(), Some(TOKEN)));
 
@@ -353,6 +361,7 @@ async fn concurrent_posts(store: Store) {
         assert_eq!(b["status"], "already_running");
         assert_eq!(&b["run_id"], run_id, "{b}");
     }
+    page1.open();
     idle(&engine).await;
     let (_, runs) = call!(&app, get("/sync-runs"));
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
@@ -396,9 +405,7 @@ async fn unhealthy_when_the_database_does_not_answer() {
     assert_eq!(call!(&app, get("/health")).1["status"], "healthy");
 
     let held = store.conn().await.unwrap();
-    let t = Instant::now();
-    let (s, h) = call!(&app, get("/health"));
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let (s, h) = answers_in_time(async { call!(&app, get("/health")) }).await;
     assert_eq!(s, 503, "{h}");
     assert_eq!(h["status"], "unhealthy");
     assert_eq!(h["database"]["status"], "down");
@@ -414,14 +421,9 @@ async fn unhealthy_when_the_database_does_not_answer() {
         (503, json!({"error": "the database is unavailable"}))
     );
 
-    let t = Instant::now();
+    // From memory: with the pool's only connection held it could not answer otherwise.
     let (s, _) = call!(&app, get("/sync-status"));
     assert_eq!(s, 200);
-    assert!(
-        t.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
 
     // Metrics still answer, keeping the last catalogue values.
     let res = actix_web::test::call_service(&app, get("/metrics").to_request()).await;
@@ -462,16 +464,12 @@ async fn unhealthy_when_the_postgres_database_is_gone() {
         .await
         .unwrap();
 
-    let t = Instant::now();
-    let (s, h) = call!(&app, get("/health"));
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let (s, h) = answers_in_time(async { call!(&app, get("/health")) }).await;
     assert_eq!(s, 503, "{h}");
     assert_eq!(h["status"], "unhealthy");
     assert_eq!(h["database"]["status"], "down");
     assert!(!h.to_string().contains("postgres://"));
-    let t = Instant::now();
     assert_eq!(call!(&app, get("/sync-status")).0, 200);
-    assert!(t.elapsed() < Duration::from_millis(200));
 }
 
 // `/sync-status` is served from a cached body: it must still follow every change, the
@@ -497,16 +495,17 @@ async fn sync_status_follows_the_scheduler_and_the_runs() {
     let task = scheduler.spawn();
 
     // The first tick (100 ms) moves next_run_at an hour on and runs one sync.
-    let t = Instant::now();
-    let finished = loop {
-        let (s, st) = call!(&app, get("/sync-status"));
-        assert_eq!(s, 200);
-        if st["last_run"]["status"] == "succeeded" {
-            break st;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "{st}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let mut status = engine.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(60), // a guard against a hang
+        status.wait_for(|s| s.last_run.as_ref().is_some_and(|r| r.status == "succeeded")),
+    )
+    .await
+    .expect("the first tick ran a sync")
+    .unwrap();
+    let (s, finished) = call!(&app, get("/sync-status"));
+    assert_eq!(s, 200);
+    assert_eq!(finished["last_run"]["status"], "succeeded", "{finished}");
     assert_eq!(finished["last_run"]["inserted"], 3, "{finished}");
     assert_eq!(finished["current_sync"]["is_running"], false, "{finished}");
     assert!(finished["source"]["cursor"].is_string(), "{finished}");

@@ -14,6 +14,10 @@ use sync_engine::{Engine, EngineConfig, FdsnSource, SchedulerHandle};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The engine tests' FDSN mock with gates (a request held until the test opens it).
+#[path = "../../../sync-engine/tests/common/mod.rs"]
+pub mod fdsn;
+
 pub const QUERY_PATH: &str = "/fdsnws/event/1/query";
 pub const NULL_MAG: &str = "usgs_fdsn_query_2021-11-09T2234Z_null-mag.geojson";
 pub const TOKEN: &str = "t0ps3cret-admin-token";
@@ -39,6 +43,14 @@ pub async fn upstream(status: u16, delay: Duration) -> MockServer {
         .mount(&server)
         .await;
     server
+}
+
+/// The 3-event fixture as an FDSN service whose first page waits at the returned gate:
+/// a run started against it is running until the test opens the gate.
+pub async fn gated_upstream() -> (MockServer, Arc<fdsn::Gate>) {
+    let mock = fdsn::FdsnMock::new(fdsn::Catalogue::from_fixture(NULL_MAG));
+    let gate = mock.hold_query(1);
+    (fdsn::fdsn_server(mock).await, gate)
 }
 
 pub fn engine(store: Store, upstream: &MockServer) -> Engine {
@@ -123,10 +135,10 @@ pub fn keys(v: &Value) -> Vec<String> {
     k
 }
 
-/// Waits until the engine has no run going.
+/// Waits until the engine has no run going (60 s at most: a guard against a hang).
 pub async fn idle(engine: &Engine) {
     let mut rx = engine.subscribe();
-    tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|s| !s.is_running))
+    tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|s| !s.is_running))
         .await
         .expect("sync ends")
         .expect("engine alive");

@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "http://{}/ (quakesync under /quakes/)",
             listener.local_addr()?
         );
-        let (server, service) = start(upstream, database, listener).await?;
+        let (server, service) = start(upstream, database, listener, None).await?;
         server.await?; // until Ctrl-C
         service.shutdown(Duration::from_secs(8)).await;
         Ok(())
@@ -56,16 +56,22 @@ async fn host_404() -> HttpResponse {
     HttpResponse::NotFound().body("the host has no such page")
 }
 
-/// The sync service, and the host's server with the surface under `/quakes`.
+/// The sync service, and the host's server with the surface under `/quakes`. The first run
+/// reads from `start_time` (`None`: 24 hours back).
 async fn start(
     upstream: &str,
     database: &str,
     listener: TcpListener,
+    start_time: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(Server, SyncService), Box<dyn Error>> {
     let store = Store::connect(database, StoreOptions::default()).await?;
     store.migrate().await?;
     let client = FdsnClient::new(upstream, HttpOptions::default())?;
-    let engine = Engine::new(store, Arc::new(FdsnSource(client)), EngineConfig::default());
+    let config = EngineConfig {
+        start_time,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(store, Arc::new(FdsnSource(client)), config);
     engine.load_status().await?;
     let schedule = Schedule {
         startup_delay: Duration::ZERO,
@@ -124,7 +130,11 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let query = format!("{}{}", upstream.uri(), super::common::QUERY_PATH);
-            let (server, service) = super::start(&query, &database, listener).await.unwrap();
+            // The fixture's events are from 2018: read from the epoch.
+            let epoch = chrono::DateTime::UNIX_EPOCH;
+            let (server, service) = super::start(&query, &database, listener, Some(epoch))
+                .await
+                .unwrap();
             let handle = server.handle();
             let server = actix_web::rt::spawn(server);
 
@@ -156,7 +166,8 @@ mod tests {
             let (s, b) = get(addr, "/quakes/metrics").await;
             assert_eq!(s, 200);
             assert!(
-                b.contains("quakesync_upstream_requests_total{outcome=\"success\"} 1"),
+                // The run's `count` and its one page.
+                b.contains("quakesync_upstream_requests_total{outcome=\"success\"} 2"),
                 "{b}"
             );
             let (s, b) = get(addr, "/quakes/").await;

@@ -173,8 +173,9 @@ async fn every_endpoint_answers_the_spec_shape() {
         "quakesync_sync_skipped_total 0",
         "quakesync_sync_duration_seconds_count 3",
         "quakesync_sync_in_progress 0",
-        // Counted by the engine itself: three runs of one page each, no wrapper.
-        "quakesync_upstream_requests_total{outcome=\"success\"} 3",
+        // Counted by the engine itself: three runs of a count and one page each, no
+        // wrapper.
+        "quakesync_upstream_requests_total{outcome=\"success\"} 6",
         "quakesync_upstream_requests_total{outcome=\"http_error\"} 0",
         "quakesync_db_pool_connections{state=\"max\"} 4",
         "quakesync_catalogue_events{state=\"live\"} 3",
@@ -192,7 +193,7 @@ async fn every_endpoint_answers_the_spec_shape() {
         "{text}"
     );
     assert!(text.contains("quakesync_sync_runs_total{status=\"succeeded\"} 3"));
-    assert!(text.contains("quakesync_upstream_requests_total{outcome=\"success\"} 3"));
+    assert!(text.contains("quakesync_upstream_requests_total{outcome=\"success\"} 6"));
 }
 
 #[actix_web::test]

@@ -160,8 +160,8 @@ mod tests {
         assert_eq!(report.manual.trigger, "manual");
         assert_eq!(report.manual.status, "succeeded");
         assert_eq!(report.manual.inserted, 0, "{:?}", report.manual);
-        // One page per run (pages of 100), each counted by the engine.
-        assert_eq!(report.upstream_ok, 2);
+        // One `count` and one page per run (pages of 100), each counted by the engine.
+        assert_eq!(report.upstream_ok, 4);
         // What the example left in its database.
         let catalogue = mock_runtime.block_on(async {
             let store = quake_store::Store::connect(&database, Default::default())

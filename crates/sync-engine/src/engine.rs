@@ -538,7 +538,7 @@ impl Engine {
                     log::warn!("The upstream's count failed ({e}): the page ceiling is sync.max_pages = {}", cfg.max_pages);
                     None
                 }),
-                () = self.inner.shutdown.cancelled() => return Err(fail("interrupted by shutdown".into(), totals)),
+                () = self.inner.shutdown.cancelled() => return Err(fail(crate::service::INTERRUPTED.into(), totals)),
             }
         } else {
             None

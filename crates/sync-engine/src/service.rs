@@ -172,10 +172,13 @@ impl Engine {
         let until = Instant::now() + deadline;
         // Keep a little of the deadline to mark the row if the run does not stop.
         let mark_budget = (deadline / 4).min(Duration::from_secs(1));
-        self.inner.shutdown.cancel();
         let mut rx = self.subscribe();
-        // `current` is set exactly while a run is going.
-        let Some(run_id) = rx.borrow().current.as_ref().map(|c| c.run_id) else {
+        // `current` is set exactly while a run is going. Read before cancelling: a run
+        // that stops at once on the cancel (waiting on the upstream, it does) would
+        // otherwise be gone before it is looked for, and reported as no run at all.
+        let running = rx.borrow().current.as_ref().map(|c| c.run_id);
+        self.inner.shutdown.cancel();
+        let Some(run_id) = running else {
             return Shutdown::Idle;
         };
         log::info!("Waiting for sync run {run_id} to commit its page and stop...");

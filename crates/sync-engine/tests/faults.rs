@@ -60,7 +60,7 @@ fn engine_with(store: Store, front: &FaultFront, retries: u32, timeout: Duration
 
 struct Rig {
     mock: FdsnMock,
-    _server: wiremock::MockServer,
+    _server: FdsnServer,
     front: FaultFront,
 }
 

@@ -19,7 +19,8 @@ use sync_engine::{
     SyncService, Trigger, UpstreamOutcome,
 };
 
-/// 78 events; pages of 20 are asked at offsets 1, 21, 41, 61.
+/// 78 events in pages of 20 (keyset: each page after the first re-reads the last event
+/// read, so 5 pages).
 const FIXTURE: &str = "usgs_4.5_week_2021-07-22T2023Z.geojson";
 
 fn engine(store: Store, server: &wiremock::MockServer) -> Engine {
@@ -36,17 +37,14 @@ fn engine(store: Store, server: &wiremock::MockServer) -> Engine {
     )
 }
 
-/// The scheduler's first run starts at once; its second page is held upstream (a minute);
-/// the shutdown does not wait for it.
+/// The scheduler's first run starts at once; its second page is held upstream (at a gate
+/// the test opens only after the shutdown); the shutdown does not wait for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_a_running_sync_after_its_committed_page() {
     let db = TestDb::sqlite();
     let store = db.store().await;
     let mock = FdsnMock::new(Catalogue::from_fixture(FIXTURE));
-    mock.delay_at_offset
-        .lock()
-        .unwrap()
-        .insert(21, Duration::from_secs(60));
+    let page2 = mock.hold_query(2);
     let server = fdsn_server(mock).await;
     let service = SyncService::start(
         engine(store.clone(), &server),
@@ -56,8 +54,7 @@ async fn shutdown_stops_a_running_sync_after_its_committed_page() {
         },
     );
     assert!(service.scheduler().enabled());
-    let mut status = service.subscribe();
-    wait_for_pages(&mut status, 1).await;
+    page2.arrived().await; // page 1 committed, page 2 in flight
     let run_id = service.status().current.unwrap().run_id;
     // A manual trigger meets the running sync.
     assert!(matches!(
@@ -65,13 +62,16 @@ async fn shutdown_stops_a_running_sync_after_its_committed_page() {
         StartOutcome::Busy { run_id: Some(id) } if id == run_id
     ));
 
+    // 60 s only guards a hang: the shutdown returns while page 2 is still held.
     let shutdown = tokio::time::timeout(
-        Duration::from_secs(5),
+        Duration::from_secs(60),
         service.shutdown(Duration::from_secs(4)),
     )
     .await
     .expect("the shutdown keeps its deadline");
     assert_eq!(shutdown, Shutdown::Stopped { run_id });
+    assert!(!page2.is_open());
+    page2.open();
 
     let mut conn = store.conn().await.unwrap();
     let rows = runs::latest_runs(&mut conn.db(), 10).await.unwrap();
@@ -115,11 +115,12 @@ async fn triggers_status_and_upstream_counts_without_a_scheduler() {
     let SyncOutcome::Succeeded(run) = handle.await.unwrap() else {
         panic!("the sync succeeds");
     };
-    assert_eq!((run.fetched, run.inserted, run.pages), (78, 78, 4));
+    assert_eq!((run.fetched, run.inserted, run.pages), (78, 78, 5));
     assert_eq!(service.status().last_run.unwrap().id, run.id);
     let counts = service.upstream_requests();
-    assert_eq!(counts.get(UpstreamOutcome::Success), 4);
-    assert_eq!(counts.total(), 4);
+    // The run's `count` and its 5 pages.
+    assert_eq!(counts.get(UpstreamOutcome::Success), 6);
+    assert_eq!(counts.total(), 6);
 
     // A failing upstream is counted by outcome too, and the run fails.
     mock.fail_after(Some(0));
@@ -129,8 +130,9 @@ async fn triggers_status_and_upstream_counts_without_a_scheduler() {
     };
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Failed(_)));
     let counts = service.upstream_requests();
-    assert_eq!(counts.get(UpstreamOutcome::HttpError), 1);
-    assert_eq!(counts.get(UpstreamOutcome::Success), 4);
+    // The failed `count` (the run goes on with sync.max_pages) and the failed page 1.
+    assert_eq!(counts.get(UpstreamOutcome::HttpError), 2);
+    assert_eq!(counts.get(UpstreamOutcome::Success), 6);
 
     assert_eq!(
         service.shutdown(Duration::from_secs(2)).await,

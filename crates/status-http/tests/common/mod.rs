@@ -30,7 +30,7 @@ pub fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// An upstream answering `status` with the 3-event fixture, after `delay`.
+/// An upstream answering `status` with the 3-event fixture, after `delay`, and its count.
 pub async fn upstream(status: u16, delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -42,12 +42,23 @@ pub async fn upstream(status: u16, delay: Duration) -> MockServer {
         )
         .mount(&server)
         .await;
+    // Its `count` (asked once per run, for the page ceiling), failing alike.
+    let count = if status == 200 {
+        br#"{"count":3,"maxAllowed":20000}"#.to_vec()
+    } else {
+        fixture(NULL_MAG)
+    };
+    Mock::given(method("GET"))
+        .and(path(QUERY_PATH.replace("/query", "/count")))
+        .respond_with(ResponseTemplate::new(status).set_body_raw(count, "application/json"))
+        .mount(&server)
+        .await;
     server
 }
 
 /// The 3-event fixture as an FDSN service whose first page waits at the returned gate:
 /// a run started against it is running until the test opens the gate.
-pub async fn gated_upstream() -> (MockServer, Arc<fdsn::Gate>) {
+pub async fn gated_upstream() -> (fdsn::FdsnServer, fdsn::Held) {
     let mock = fdsn::FdsnMock::new(fdsn::Catalogue::from_fixture(NULL_MAG));
     let gate = mock.hold_query(1);
     (fdsn::fdsn_server(mock).await, gate)

@@ -104,6 +104,23 @@ impl Gate {
     }
 }
 
+/// The test's side of a [`Gate`]: opens it when dropped, so a test that fails while a
+/// request is held frees the mock's thread at once instead of after ten minutes.
+pub struct Held(pub Arc<Gate>);
+
+impl std::ops::Deref for Held {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// The FDSN event service semantics this project relies on.
 #[derive(Clone)]
 pub struct FdsnMock {
@@ -147,10 +164,10 @@ impl FdsnMock {
     }
 
     /// Holds the `n`th query request (1-based, counted from the mock's start) at a new gate.
-    pub fn hold_query(&self, n: usize) -> Arc<Gate> {
+    pub fn hold_query(&self, n: usize) -> Held {
         let gate = Gate::new();
         self.gates.lock().unwrap().insert(n, gate.clone());
-        gate
+        Held(gate)
     }
 
     /// Makes every request after the next `n` fail with 500 (`None`: never).
@@ -277,11 +294,35 @@ impl Respond for FdsnMock {
     }
 }
 
+/// A wiremock server answering as an [`FdsnMock`]. Dropping it opens the mock's gates
+/// first: a request held at a gate keeps wiremock's server state locked, and the server's
+/// own drop waits on that state, so a test that fails with a request held would otherwise
+/// hang until the gate gives up.
+pub struct FdsnServer {
+    server: MockServer,
+    mock: FdsnMock,
+}
+
+impl std::ops::Deref for FdsnServer {
+    type Target = MockServer;
+    fn deref(&self) -> &MockServer {
+        &self.server
+    }
+}
+
+impl Drop for FdsnServer {
+    fn drop(&mut self) {
+        for gate in self.mock.gates.lock().unwrap().values() {
+            gate.open();
+        }
+    }
+}
+
 /// Starts a server whose `/fdsnws/event/1/query` and `/fdsnws/event/1/count` are `mock`.
-pub async fn fdsn_server(mock: FdsnMock) -> MockServer {
+pub async fn fdsn_server(mock: FdsnMock) -> FdsnServer {
     let server = MockServer::start().await;
     mount_fdsn(&server, &mock).await;
-    server
+    FdsnServer { server, mock }
 }
 
 /// Mounts `mock` at `/fdsnws/event/1/query` and `/fdsnws/event/1/count` (after a reset).

@@ -255,7 +255,6 @@ fn fmt_time(t: Option<&DateTime<Utc>>) -> String {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     use quake_api::{ApiError, Page};
     use quake_store::{Store, StoreOptions, runs};
@@ -267,7 +266,8 @@ mod tests {
     /// closes it), panicking on call `panic_on`.
     struct FakeSource {
         open: watch::Sender<bool>,
-        calls: AtomicU32,
+        /// Calls so far (a watch, so a test can wait for the run to reach the source).
+        calls: watch::Sender<u32>,
         panic_on: Option<u32>,
     }
 
@@ -285,7 +285,11 @@ mod tests {
             &'a self,
             _req: &'a PageRequest,
         ) -> BoxFuture<'a, Result<Page, ApiError>> {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut n = 0;
+            self.calls.send_modify(|c| {
+                *c += 1;
+                n = *c;
+            });
             let mut open = self.open.subscribe();
             Box::pin(async move {
                 let _ = open.wait_for(|o| *o).await;
@@ -307,7 +311,7 @@ mod tests {
         store.migrate().await.unwrap();
         let source = Arc::new(FakeSource {
             open: watch::channel(open).0,
-            calls: AtomicU32::new(0),
+            calls: watch::channel(0).0,
             panic_on,
         });
         let engine = Engine::new(store, source.clone(), EngineConfig::default());
@@ -343,7 +347,7 @@ mod tests {
         let join = scheduler.spawn();
 
         wait_until(&engine, |s| s.runs_total.get("succeeded") == Some(&1)).await;
-        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(*source.calls.borrow(), 1);
         let rows = run_rows(&engine).await;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].trigger, "scheduled");
@@ -387,15 +391,11 @@ mod tests {
                 .unwrap();
         assert!(next >= t0 + delay && next <= Utc::now() + delay, "{next}");
         assert_eq!(handle.next_run_at(), Some(next));
-        assert_eq!(source.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(*source.calls.borrow(), 0);
         assert!(run_rows(&engine).await.is_empty());
         cancel.cancel();
         join.await.unwrap();
-        assert_eq!(
-            source.calls.load(Ordering::SeqCst),
-            0,
-            "stopped before its first tick"
-        );
+        assert_eq!(*source.calls.borrow(), 0, "stopped before its first tick");
     }
 
     #[tokio::test]
@@ -410,8 +410,15 @@ mod tests {
             cancel.clone(),
         )
         .spawn();
-        wait_until(&engine, |s| s.is_running && s.skipped_total >= 2).await;
-        assert_eq!(source.calls.load(Ordering::SeqCst), 1);
+        // The run is at the source (held), and two ticks have met it since.
+        let mut calls = source.calls.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), calls.wait_for(|c| *c >= 1))
+            .await
+            .unwrap()
+            .unwrap();
+        let skipped = engine.status().skipped_total;
+        wait_until(&engine, |s| s.is_running && s.skipped_total >= skipped + 2).await;
+        assert_eq!(*source.calls.borrow(), 1);
         assert_eq!(run_rows(&engine).await.len(), 1);
         cancel.cancel();
         join.await.unwrap();
@@ -439,7 +446,7 @@ mod tests {
         )
         .spawn();
         wait_until(&engine, |s| s.runs_total.get("succeeded") == Some(&1)).await;
-        assert!(source.calls.load(Ordering::SeqCst) >= 2);
+        assert!(*source.calls.borrow() >= 2);
         cancel.cancel();
         join.await.unwrap();
         let rows = run_rows(&engine).await;

@@ -78,7 +78,7 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
                         o.query_requests,
                     );
                 }
-                if run.status == "succeeded" {
+                if run.status == quake_core::RunStatus::Succeeded {
                     ExitCode::SUCCESS
                 } else {
                     eprintln!(

@@ -133,9 +133,7 @@ pub struct BackfillArgs {
 }
 
 fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{s:?} is not an RFC 3339 timestamp"))
+    quake_core::parse_utc(s).ok_or_else(|| format!("{s:?} is not an RFC 3339 timestamp"))
 }
 
 #[cfg(test)]

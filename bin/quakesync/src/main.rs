@@ -90,7 +90,7 @@ async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
                     } else {
                         println!("{}", summary_line(&run));
                     }
-                    if run.status == "succeeded" {
+                    if run.status == quake_core::RunStatus::Succeeded {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE

@@ -32,7 +32,7 @@
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::client::{FdsnQuery, USGS_MAX_LIMIT};
 use crate::event::{Page, RejectedRecord};
@@ -194,15 +194,7 @@ fn rejected_time(r: &RejectedRecord) -> Option<DateTime<Utc>> {
     let v: serde_json::Value = serde_json::from_str(&r.payload).ok()?;
     match &v["properties"]["time"] {
         serde_json::Value::Number(n) => n.as_i64().and_then(DateTime::from_timestamp_millis),
-        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.to_utc())
-            .ok()
-            .or_else(|| {
-                let naive = s.trim_end_matches(['Z', 'z']);
-                NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f")
-                    .ok()
-                    .map(|t| t.and_utc())
-            }),
+        serde_json::Value::String(s) => quake_core::parse_utc(s),
         _ => None,
     }
 }

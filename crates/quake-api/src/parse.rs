@@ -7,7 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
+use quake_core::parse_utc;
 use serde::Deserialize;
 use serde_json::error::Category;
 use serde_json::value::RawValue;
@@ -300,26 +301,6 @@ fn ms_to_datetime(v: &Value) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros((f * 1000.0).round() as i64)
 }
 
-/// An ISO 8601 time, with 0–9 fractional digits, with or without `Z`/offset (UTC if none).
-pub(crate) fn parse_iso_utc(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some(dt.with_timezone(&Utc));
-    }
-    let naive = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix('z'))
-        .unwrap_or(s);
-    [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|fmt| NaiveDateTime::parse_from_str(naive, fmt).ok())
-    .map(|n| n.and_utc())
-}
-
 struct Obj<'a> {
     map: &'a Map<String, Value>,
     prefix: &'static str,
@@ -404,7 +385,7 @@ impl<'a> Obj<'a> {
     fn iso_time(&self, key: &str) -> Result<Option<DateTime<Utc>>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => parse_iso_utc(s)
+            Some(Value::String(s)) => parse_utc(s)
                 .map(Some)
                 .ok_or_else(|| format!("{}{key}: cannot parse time {s:?}", self.prefix)),
             Some(other) => Err(self.err(key, "an ISO 8601 string", other)),
@@ -727,16 +708,16 @@ mod tests {
 
     #[test]
     fn iso_times() {
-        let a = parse_iso_utc("2025-04-26T12:59:28.0Z").unwrap();
+        let a = parse_utc("2025-04-26T12:59:28.0Z").unwrap();
         assert_eq!(a.to_rfc3339(), "2025-04-26T12:59:28+00:00");
-        let b = parse_iso_utc("2025-04-26T12:48:25.87").unwrap();
+        let b = parse_utc("2025-04-26T12:48:25.87").unwrap();
         assert_eq!(b.nanosecond(), 870_000_000);
-        let c = parse_iso_utc("2025-04-26T13:48:47.302931Z").unwrap();
+        let c = parse_utc("2025-04-26T13:48:47.302931Z").unwrap();
         assert_eq!(c.nanosecond(), 302_931_000);
-        let d = parse_iso_utc("2025-04-26T13:48:47").unwrap();
+        let d = parse_utc("2025-04-26T13:48:47").unwrap();
         assert_eq!(d.nanosecond(), 0);
-        assert!(parse_iso_utc("x").is_none());
-        assert!(parse_iso_utc("").is_none());
+        assert!(parse_utc("x").is_none());
+        assert!(parse_utc("").is_none());
     }
 
     #[test]

@@ -1,5 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod run;
+mod time;
+
+pub use run::{RunStatus, Trigger, UnknownWord};
+pub use time::{human_duration, parse_utc};
+
 use url::Url;
 
 /// What a hidden value is replaced with.

@@ -3,6 +3,8 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use quake_core::{RunStatus, Trigger};
+
 use crate::schema::{earthquakes, rejected_records, sync_runs, sync_state};
 use crate::types::Ts;
 
@@ -139,8 +141,10 @@ pub struct StoredVersion {
 #[diesel(table_name = sync_runs)]
 pub struct SyncRun {
     pub id: i64,
-    pub trigger: String,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub trigger: Trigger,
+    #[diesel(deserialize_as = String)]
+    pub status: RunStatus,
     pub started_at: Ts,
     pub finished_at: Option<Ts>,
     pub fetched: i64,

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use quake_core::{RunStatus, Trigger};
 
 use crate::dispatch;
 use crate::models::{RunCounts, SyncRun, SyncState};
@@ -10,12 +11,12 @@ use crate::schema::{sync_runs, sync_state};
 use crate::types::Ts;
 
 /// Opens a run row with status `running`; returns it.
-pub async fn open_run(conn: &mut DbConn<'_>, trigger: &str) -> QueryResult<SyncRun> {
+pub async fn open_run(conn: &mut DbConn<'_>, trigger: Trigger) -> QueryResult<SyncRun> {
     let now = Ts::now();
     dispatch!(conn, c => diesel::insert_into(sync_runs::table)
         .values((
-            sync_runs::trigger.eq(trigger),
-            sync_runs::status.eq("running"),
+            sync_runs::trigger.eq(trigger.as_str()),
+            sync_runs::status.eq(RunStatus::Running.as_str()),
             sync_runs::started_at.eq(now),
         ))
         .returning(SyncRun::as_returning())
@@ -28,12 +29,12 @@ pub async fn open_run(conn: &mut DbConn<'_>, trigger: &str) -> QueryResult<SyncR
 pub async fn finish_run(
     conn: &mut DbConn<'_>,
     run_id: i64,
-    status: &str,
+    status: RunStatus,
     error: Option<&str>,
 ) -> QueryResult<SyncRun> {
     dispatch!(conn, c => diesel::update(sync_runs::table.find(run_id))
         .set((
-            sync_runs::status.eq(status),
+            sync_runs::status.eq(status.as_str()),
             sync_runs::finished_at.eq(Some(Ts::now())),
             sync_runs::error.eq(error),
         ))
@@ -48,10 +49,10 @@ pub async fn abandon_running(conn: &mut DbConn<'_>, except: Option<i64>) -> Quer
     let now = Ts::now();
     let except = except.unwrap_or(-1);
     dispatch!(conn, c => diesel::update(
-            sync_runs::table.filter(sync_runs::status.eq("running")).filter(sync_runs::id.ne(except)),
+            sync_runs::table.filter(sync_runs::status.eq(RunStatus::Running.as_str())).filter(sync_runs::id.ne(except)),
         )
         .set((
-            sync_runs::status.eq("abandoned"),
+            sync_runs::status.eq(RunStatus::Abandoned.as_str()),
             sync_runs::finished_at.eq(Some(now)),
             sync_runs::error.eq(Some("the process running this sync stopped before it finished")),
         ))
@@ -101,7 +102,7 @@ pub async fn latest_runs(conn: &mut DbConn<'_>, limit: i64) -> QueryResult<Vec<S
 /// The latest run that succeeded.
 pub async fn last_success(conn: &mut DbConn<'_>) -> QueryResult<Option<SyncRun>> {
     dispatch!(conn, c => sync_runs::table
-        .filter(sync_runs::status.eq("succeeded"))
+        .filter(sync_runs::status.eq(RunStatus::Succeeded.as_str()))
         .order(sync_runs::id.desc())
         .select(SyncRun::as_select())
         .first(c)

@@ -73,8 +73,8 @@ impl ToSql<UtcTs, Sqlite> for Ts {
 impl FromSql<UtcTs, Sqlite> for Ts {
     fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
         let text = <String as FromSql<Text, Sqlite>>::from_sql(value)?;
-        let parsed = DateTime::parse_from_rfc3339(&text)
-            .map_err(|e| format!("bad timestamp {text:?} in SQLite: {e}"))?;
-        Ok(Ts(parsed.with_timezone(&Utc)))
+        let parsed = quake_core::parse_utc(&text)
+            .ok_or_else(|| format!("bad timestamp {text:?} in SQLite"))?;
+        Ok(Ts(parsed))
     }
 }

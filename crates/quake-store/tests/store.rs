@@ -147,7 +147,9 @@ both_backends!(each_outcome_of_a_page_write, async |db: TestDb| {
 both_backends!(a_failing_write_costs_only_itself, async |db: TestDb| {
     let store: Store = db.store().await;
     let mut conn = store.conn().await.unwrap();
-    let run = runs::open_run(&mut conn.db(), "cli").await.unwrap();
+    let run = runs::open_run(&mut conn.db(), quake_core::Trigger::Cli)
+        .await
+        .unwrap();
     let mut bad = rec("ci2", &[], 1000, "b");
     bad.latitude = 200.0; // refused by the table's CHECK constraint
     let page = vec![rec("ci1", &[], 1000, "a"), bad, rec("ci3", &[], 1000, "c")];
@@ -227,9 +229,13 @@ both_backends!(quarantine_keeps_raw_payload, async |db: TestDb| {
 both_backends!(runs_and_cursors, async |db: TestDb| {
     let store: Store = db.store().await;
     let mut conn = store.conn().await.unwrap();
-    let r1 = runs::open_run(&mut conn.db(), "scheduled").await.unwrap();
+    let r1 = runs::open_run(&mut conn.db(), quake_core::Trigger::Scheduled)
+        .await
+        .unwrap();
     assert_eq!(r1.status, "running");
-    let r2 = runs::open_run(&mut conn.db(), "manual").await.unwrap();
+    let r2 = runs::open_run(&mut conn.db(), quake_core::Trigger::Manual)
+        .await
+        .unwrap();
     // r2's holder finds r1 left running by a dead process
     assert_eq!(
         runs::abandon_running(&mut conn.db(), Some(r2.id))
@@ -240,9 +246,14 @@ both_backends!(runs_and_cursors, async |db: TestDb| {
     let r1 = runs::get_run(&mut conn.db(), r1.id).await.unwrap().unwrap();
     assert_eq!(r1.status, "abandoned");
     assert!(r1.finished_at.is_some());
-    let r2 = runs::finish_run(&mut conn.db(), r2.id, "succeeded", None)
-        .await
-        .unwrap();
+    let r2 = runs::finish_run(
+        &mut conn.db(),
+        r2.id,
+        quake_core::RunStatus::Succeeded,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(r2.status, "succeeded");
     let latest = runs::latest_runs(&mut conn.db(), 10).await.unwrap();
     assert_eq!(

@@ -8,6 +8,7 @@
 //! Content-Security-Policy that allows no script at all.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -74,15 +75,7 @@ fn duration_secs(run: &SyncRun) -> Option<f64> {
 }
 
 fn fmt_secs(s: f64) -> String {
-    if s < 1.0 {
-        format!("{:.0} ms", s * 1000.0)
-    } else if s < 10.0 {
-        format!("{s:.2} s")
-    } else if s < 120.0 {
-        format!("{s:.1} s")
-    } else {
-        format!("{:.1} min", s / 60.0)
-    }
+    quake_core::human_duration(Duration::try_from_secs_f64(s).unwrap_or_default())
 }
 
 /// What the database said, or why it did not.
@@ -439,7 +432,7 @@ fn render(
     let sched_text = if sched.enabled() {
         format!(
             "every {}; next run {}",
-            sync_engine::scheduler::human(sched.interval()),
+            quake_core::human_duration(sched.interval()),
             when(sched.next_run_at())
         )
     } else {
@@ -523,10 +516,10 @@ fn render(
             h,
             r#"<tr><td>#{}</td><td>{}</td><td class="s-{}" title="{}">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
             r.id,
-            esc(&r.trigger),
-            esc(&r.status),
+            esc(r.trigger.as_str()),
+            esc(r.status.as_str()),
             esc(r.error.as_deref().unwrap_or("")),
-            esc(&r.status),
+            esc(r.status.as_str()),
             esc(&when(Some(r.started_at.0))),
             duration_secs(r).map_or_else(|| "–".to_string(), fmt_secs),
             r.fetched,

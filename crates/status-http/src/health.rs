@@ -65,7 +65,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (auto_sync, reason) = state.engine.with_status(|snap| {
         let auto_sync = json!({
             "enabled": sched.enabled(),
-            "interval": sync_engine::scheduler::human(sched.interval()),
+            "interval": quake_core::human_duration(sched.interval()),
             "interval_seconds": sched.interval().as_secs(),
             "is_syncing": snap.is_running,
             "last_sync_time": snap.last_completed,

@@ -14,6 +14,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
+use quake_core::RunStatus;
 use sync_engine::{StatusSnapshot, UpstreamCounts, UpstreamOutcome};
 
 use crate::{AppState, HttpError};
@@ -30,7 +31,7 @@ pub const RECORD_OUTCOMES: [&str; 7] = [
 ];
 
 /// Run statuses of `quakesync_sync_runs_total{status}`.
-pub const RUN_STATUSES: [&str; 2] = ["succeeded", "failed"];
+pub const RUN_STATUSES: [RunStatus; 2] = [RunStatus::Succeeded, RunStatus::Failed];
 
 /// What the counters have already taken from the snapshot.
 #[derive(Default)]
@@ -137,7 +138,7 @@ impl Metrics {
         registry.register(Box::new(newest_update.clone()))?;
         // Pre-register every labelled series so it exists at 0.
         for s in RUN_STATUSES {
-            runs.with_label_values(&[s]);
+            runs.with_label_values(&[s.as_str()]);
         }
         for o in RECORD_OUTCOMES {
             records.with_label_values(&[o]);

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use quake_store::pool::LockHolder;
 use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs};
-use serde::Serialize;
 use tokio::sync::{OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +14,7 @@ use crate::source::{PageRequest, Source};
 use crate::status::{CurrentRun, StatusSnapshot};
 use crate::upstream::{UpstreamCounter, UpstreamCounts, UpstreamOutcome};
 use quake_api::{Keyset, pages_for_count};
+pub use quake_core::{RunStatus, Trigger};
 
 /// What the engine needs to know; the binary fills it from configuration.
 #[derive(Debug, Clone)]
@@ -55,25 +55,6 @@ impl Default for EngineConfig {
             initial_lookback: DEFAULT_INITIAL_LOOKBACK,
             min_magnitude: None,
             max_pages: DEFAULT_MAX_PAGES,
-        }
-    }
-}
-
-/// Who asked for a sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    Scheduled,
-    Manual,
-    Cli,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Scheduled => "scheduled",
-            Trigger::Manual => "manual",
-            Trigger::Cli => "cli",
         }
     }
 }
@@ -258,7 +239,7 @@ impl Engine {
         let last = runs::latest_runs(&mut db, 5)
             .await?
             .into_iter()
-            .find(|r| r.status != "running");
+            .find(|r| r.status != RunStatus::Running);
         let success = runs::last_success(&mut db).await?;
         let state = runs::get_state(&mut db, self.inner.source.name()).await?;
         self.inner.status.send_modify(|s| {
@@ -313,7 +294,7 @@ impl Engine {
             let running = runs::latest_runs(&mut conn.db(), 5)
                 .await?
                 .into_iter()
-                .find(|r| r.status == "running")
+                .find(|r| r.status == RunStatus::Running)
                 .map(|r| r.id);
             return Ok(Err(running));
         };
@@ -329,17 +310,13 @@ impl Engine {
         if abandoned > 0 {
             log::warn!("Marked {abandoned} run(s) left running by a stopped process as abandoned");
         }
-        let run = runs::open_run(&mut db, trigger.as_str()).await?;
-        log::info!(
-            "Starting earthquake sync (run {}, {})...",
-            run.id,
-            trigger.as_str()
-        );
+        let run = runs::open_run(&mut db, trigger).await?;
+        log::info!("Starting earthquake sync (run {}, {trigger})...", run.id);
         self.inner.status.send_modify(|s| {
             s.is_running = true;
             s.current = Some(CurrentRun {
                 run_id: run.id,
-                trigger: trigger.as_str().to_string(),
+                trigger,
                 started_at: run.started_at.0,
                 counts: RunCounts::default(),
             });
@@ -374,8 +351,8 @@ impl Engine {
         let run_id = p.run.id;
         let elapsed = started.elapsed().as_secs_f64();
         let (status, error) = match &result {
-            Ok(_) => ("succeeded", None),
-            Err(e) => ("failed", Some(e.message.clone())),
+            Ok(_) => (RunStatus::Succeeded, None),
+            Err(e) => (RunStatus::Failed, Some(e.message.clone())),
         };
         let counts = match &result {
             Ok(k) => *k,
@@ -407,10 +384,10 @@ impl Engine {
             s.is_running = false;
             s.current = None;
             s.last_completed = Some(now);
-            if status == "succeeded" {
+            if status == RunStatus::Succeeded {
                 s.last_success = Some(now);
             }
-            *s.runs_total.entry(status.to_string()).or_default() += 1;
+            *s.runs_total.entry(status.as_str().to_string()).or_default() += 1;
             s.records_total.add(&counts);
             s.durations.push(elapsed);
             if s.durations.len() > 1000 {
@@ -418,7 +395,7 @@ impl Engine {
             }
             s.last_run = Some(finished.clone());
         });
-        if status == "succeeded" {
+        if status == RunStatus::Succeeded {
             SyncOutcome::Succeeded(finished)
         } else {
             SyncOutcome::Failed(finished)
@@ -428,7 +405,7 @@ impl Engine {
     async fn finish(
         &self,
         run_id: i64,
-        status: &str,
+        status: RunStatus,
         error: Option<&str>,
     ) -> Result<SyncRun, EngineError> {
         let mut conn = self.inner.store.conn().await?;
@@ -639,9 +616,9 @@ pub(crate) struct RunError {
     pub(crate) counts: RunCounts,
 }
 
-fn local_row(run: &SyncRun, status: &str, error: Option<String>, k: RunCounts) -> SyncRun {
+fn local_row(run: &SyncRun, status: RunStatus, error: Option<String>, k: RunCounts) -> SyncRun {
     SyncRun {
-        status: status.to_string(),
+        status,
         finished_at: Some(Ts::now()),
         error,
         fetched: k.fetched,
@@ -678,8 +655,8 @@ pub fn summary(k: &RunCounts) -> String {
 pub fn summary_line(run: &SyncRun) -> String {
     let secs = run.duration_ms().unwrap_or(0) as f64 / 1000.0;
     let k = RunCounts::from_run(run);
-    match (&run.status[..], &run.error) {
-        ("succeeded", _) => format!("Sync completed in {secs:.2}s: {}", summary(&k)),
+    match (run.status, &run.error) {
+        (RunStatus::Succeeded, _) => format!("Sync completed in {secs:.2}s: {}", summary(&k)),
         (_, Some(e)) => format!(
             "Sync {} after {secs:.2}s: {e} ({})",
             run.status,

@@ -5,18 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::backfill::{BackfillEvent, ProgressFn};
 
-/// `1h05m`, `3m07s`, `42s`.
-fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     started: Option<Instant>,
@@ -66,7 +54,8 @@ pub fn log_lines() -> ProgressFn {
                     a.to_rfc3339(),
                     b.to_rfc3339(),
                     t.expected.max(fetched),
-                    eta.map(fmt_duration).unwrap_or_else(|| "-".into()),
+                    eta.map(quake_core::human_duration)
+                        .unwrap_or_else(|| "-".into()),
                 );
             }
             _ => {}

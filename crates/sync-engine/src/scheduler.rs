@@ -20,6 +20,8 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use quake_core::human_duration;
+
 use crate::engine::{Engine, EngineError, SyncOutcome, Trigger};
 
 /// What the status surface knows about the scheduler. Cheap to clone.
@@ -125,9 +127,9 @@ impl Scheduler {
         self.publish(first);
         log::info!(
             "Scheduler started: first sync in {} (at {}), then every {}",
-            human(self.startup_delay),
+            human_duration(self.startup_delay),
             fmt_time(self.next_run.borrow().as_ref()),
-            human(self.interval),
+            human_duration(self.interval),
         );
         let mut current: Option<JoinHandle<Result<SyncOutcome, EngineError>>> = None;
         loop {
@@ -140,7 +142,7 @@ impl Scheduler {
                     self.report(&outcome);
                     log::info!(
                         "Next sync in {} (at {})...",
-                        human(self.until_next()),
+                        human_duration(self.until_next()),
                         fmt_time(self.next_run.borrow().as_ref()),
                     );
                 }
@@ -230,19 +232,6 @@ fn next_deadline(tick: Instant, interval: Duration, now: Instant) -> Instant {
         next = tick + interval * u32::try_from(periods).unwrap_or(u32::MAX);
     }
     next
-}
-
-/// `10 minutes`, `90 seconds`, `1.5 seconds`.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() != 0 && secs < 60 {
-        format!("{:.1} seconds", d.as_secs_f64())
-    } else if secs >= 60 && secs.is_multiple_of(60) {
-        let m = secs / 60;
-        format!("{m} minute{}", if m == 1 { "" } else { "s" })
-    } else {
-        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
-    }
 }
 
 fn fmt_time(t: Option<&DateTime<Utc>>) -> String {
@@ -469,14 +458,5 @@ mod tests {
             next_deadline(t, i, t + Duration::from_secs(10)),
             t + Duration::from_secs(20)
         );
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(600)), "10 minutes");
-        assert_eq!(human(Duration::from_secs(60)), "1 minute");
-        assert_eq!(human(Duration::from_secs(90)), "90 seconds");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5 seconds");
-        assert_eq!(human(Duration::from_secs(1)), "1 second");
     }
 }

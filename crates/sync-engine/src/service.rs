@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineError, StartOutcome, Trigger};
-use crate::scheduler::{Scheduler, SchedulerHandle, human};
+use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::status::StatusSnapshot;
 use crate::upstream::UpstreamCounts;
 
@@ -99,7 +99,7 @@ impl SyncService {
         } else {
             log::info!(
                 "Automatic sync is disabled; the interval would be {}",
-                human(schedule.interval)
+                quake_core::human_duration(schedule.interval)
             );
             let handle = SchedulerHandle::disabled(schedule.interval, schedule.startup_delay);
             (handle, None)
@@ -193,8 +193,13 @@ impl Engine {
         );
         let mark = async {
             let mut conn = self.store().conn().await?;
-            quake_store::runs::finish_run(&mut conn.db(), run_id, "failed", Some(INTERRUPTED))
-                .await?;
+            quake_store::runs::finish_run(
+                &mut conn.db(),
+                run_id,
+                quake_core::RunStatus::Failed,
+                Some(INTERRUPTED),
+            )
+            .await?;
             Ok::<_, quake_store::StoreError>(())
         };
         match tokio::time::timeout_at(until, mark).await {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use quake_core::{RunStatus, Trigger};
 use quake_store::{RunCounts, SyncRun};
 use serde::Serialize;
 
@@ -10,7 +11,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CurrentRun {
     pub run_id: i64,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub started_at: DateTime<Utc>,
     /// Counts of the pages committed so far.
     pub counts: RunCounts,
@@ -45,6 +46,8 @@ pub struct StatusSnapshot {
 impl StatusSnapshot {
     /// True when the last ended run failed.
     pub fn last_run_failed(&self) -> bool {
-        self.last_run.as_ref().is_some_and(|r| r.status == "failed")
+        self.last_run
+            .as_ref()
+            .is_some_and(|r| r.status == RunStatus::Failed)
     }
 }

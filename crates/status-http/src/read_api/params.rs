@@ -5,7 +5,7 @@
 //! case-insensitive; the short forms USGS and the FDSN spec accept are aliases.
 
 use actix_web::web;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use quake_store::Ts;
 use quake_store::query::{
     EventQuery, IncludeDeleted, MAX_LIMIT, OrderBy, Radius, ReviewStatus, is_plain_word,
@@ -391,20 +391,11 @@ impl Params {
 /// RFC 3339, `YYYY-MM-DDTHH:MM:SS[.f]` (UTC, `T` or a space, `Z` optional), `YYYY-MM-DDTHH:MM`
 /// or `YYYY-MM-DD` (midnight UTC): every form FDSN clients send.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Some(t) = quake_core::parse_utc(s) {
+        return Some(t);
+    }
     let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
     let naive = s.strip_suffix(['Z', 'z']).unwrap_or(s);
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(naive, fmt) {
-            return Some(t.and_utc());
-        }
-    }
     NaiveDate::parse_from_str(naive, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))

@@ -10,6 +10,7 @@ use crate::paging::Keyset;
 use crate::parse::{
     CountResponse, parse_emsc, parse_usgs_any, parse_usgs_collection, parse_usgs_count,
 };
+use crate::query::{FdsnQuery, USGS_MAX_LIMIT, build_url, fdsn_time};
 use quake_core::redact_parsed;
 
 /// Default USGS FDSN event query URL.
@@ -20,48 +21,6 @@ pub const EMSC_FDSN_QUERY_URL: &str = "https://www.seismicportal.eu/fdsnws/event
 /// sync's feed mode and of the live lane's poll ([`FeedClient::poll`]).
 pub const USGS_FEED_URL: &str =
     "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson";
-/// The largest `limit` USGS's FDSN service accepts (its `maxAllowed`).
-pub const USGS_MAX_LIMIT: u32 = 20000;
-
-/// Parameters of an FDSN event query. Unset fields are not sent.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FdsnQuery {
-    /// `starttime` (origin time lower bound). Always set it for USGS: the service defaults to 30 days back.
-    pub starttime: Option<DateTime<Utc>>,
-    /// `endtime`.
-    pub endtime: Option<DateTime<Utc>>,
-    /// `updatedafter` (inclusive, second precision).
-    pub updatedafter: Option<DateTime<Utc>>,
-    /// USGS `minmagnitude`, EMSC `minmag`.
-    pub minmagnitude: Option<f64>,
-    /// `orderby`: `time`, `time-asc`, `magnitude`, `magnitude-asc`.
-    pub orderby: Option<String>,
-    /// `limit` (USGS: at most 20000).
-    pub limit: Option<u32>,
-    /// `offset`, 1-based as in FDSN (applied by USGS only together with `limit`).
-    pub offset: Option<u64>,
-    /// `includedeleted=true` (USGS only; sent only when true).
-    pub includedeleted: bool,
-    /// `eventid` (any associated id at USGS; the `unid` at EMSC).
-    pub eventid: Option<String>,
-}
-
-/// FDSN time parameter: `YYYY-MM-DDTHH:MM:SS`, sub-seconds floored away.
-pub fn fdsn_time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
-fn build_url(base: &Url, pairs: &[(&str, String)]) -> Url {
-    let mut url = base.clone();
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in pairs {
-            q.append_pair(k, v);
-        }
-    }
-    url
-}
-
 fn common_pairs(q: &FdsnQuery, minmag_name: &'static str) -> Vec<(&'static str, String)> {
     let mut pairs = Vec::new();
     if let Some(t) = &q.starttime {

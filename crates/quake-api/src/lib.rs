@@ -8,10 +8,11 @@ mod http;
 mod paging;
 mod parse;
 mod push;
+mod query;
 
 pub use client::{
-    EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FdsnQuery, FeedClient, FeedPoll,
-    USGS_FDSN_QUERY_URL, USGS_FEED_URL, USGS_MAX_LIMIT, fdsn_time,
+    EMSC_FDSN_QUERY_URL, EmscClient, FdsnClient, FdsnPager, FeedClient, FeedPoll,
+    USGS_FDSN_QUERY_URL, USGS_FEED_URL,
 };
 pub use error::ApiError;
 pub use event::{Event, Page, RejectedRecord, SourceKind, validate_event};
@@ -29,3 +30,4 @@ pub use push::{
     DEFAULT_RECONNECT_BASE, DEFAULT_RECONNECT_MAX, EMSC_WEBSOCKET_URL, EmscPush, PushMessage,
     PushOptions,
 };
+pub use query::{FdsnQuery, USGS_MAX_LIMIT, fdsn_time};

@@ -34,8 +34,8 @@ use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::client::{FdsnQuery, USGS_MAX_LIMIT};
 use crate::event::{Page, RejectedRecord};
+use crate::query::{FdsnQuery, USGS_MAX_LIMIT};
 
 /// `limit` of the request that reads one whole second (the USGS maximum).
 pub const WHOLE_SECOND_LIMIT: u32 = USGS_MAX_LIMIT;

@@ -24,8 +24,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::models::{EventRecord, StoredVersion};
 use crate::pool::DbConn;
+use crate::record::{Outcome, Write, apply_one, is_record_error, plan_or_outcome, settle};
 use crate::types::Ts;
-use crate::write::{Outcome, Write, apply_one, is_record_error, plan_or_outcome, settle};
 
 /// Chunks this small go record by record.
 pub(crate) const SMALL: usize = 4;
@@ -289,12 +289,12 @@ fn sqlite_one(
     settle(written, &plan, rec, stored, now)
 }
 
-/// The statements of [`crate::write`]'s per-record path, run synchronously.
+/// The statements of [`crate::record`]'s per-record path, run synchronously.
 fn sqlite_write(
     c: &mut diesel::SqliteConnection,
     rec: &EventRecord,
-    plan: &crate::write::Plan,
+    plan: &crate::record::Plan,
     now: Ts,
 ) -> QueryResult<()> {
-    crate::write::record_writes!(rec, plan, now, |q| diesel::RunQueryDsl::execute(q, c))
+    crate::record::record_writes!(rec, plan, now, |q| diesel::RunQueryDsl::execute(q, c))
 }

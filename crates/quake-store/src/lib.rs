@@ -3,12 +3,14 @@
 pub mod backfill;
 pub mod error;
 mod fast;
+mod geo;
 pub mod lock;
 pub mod migrate;
 pub mod models;
 pub mod pool;
 pub mod query;
 pub mod read;
+mod record;
 pub mod runs;
 pub mod schema;
 #[cfg(feature = "test-util")]

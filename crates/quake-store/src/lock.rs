@@ -1,4 +1,7 @@
-//! The sync lock: one sync at a time, across processes.
+//! The sync lock: one sync at a time, across processes. Everything about it is here:
+//! taking it ([`Store::try_sync_lock`]), holding it ([`ClusterLock`]), checking that it is
+//! still held by the session that took it ([`ClusterLock::is_held`], [`LockCheck`]) and
+//! releasing it ([`ClusterLock::release`], or dropping it).
 //!
 //! - PostgreSQL (scope `cluster`): `pg_try_advisory_lock(key)` taken on a dedicated
 //!   connection made outside the pool (a session lock would survive a pooled connection's
@@ -22,7 +25,7 @@ use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Result, StoreError};
-use crate::pool::{Backend, Store, sqlite_path};
+use crate::pool::{Backend, PooledConn, Store, sqlite_path};
 
 /// Advisory lock key of the sync ("quaksync").
 pub const SYNC_LOCK_KEY: i64 = 0x7175_616b_7379_6e63;
@@ -54,6 +57,38 @@ pub struct ClusterLock {
     /// SQLite: the open lock file (its lock goes with it).
     _file: Option<File>,
     key: i64,
+    /// What checks, during the run, that the lock is still this session's.
+    check: LockCheck,
+}
+
+/// The session holding the sync lock (PostgreSQL: its backend pid and start time).
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct LockHolder {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pub pid: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub backend_start: String,
+}
+
+/// A cheap handle (clone it into the tasks of a run) that tells whether the lock taken is
+/// still held by the session that took it. PostgreSQL drops an advisory lock with its
+/// connection (a server restart, a network cut) and another process may then take it:
+/// a run whose lock is lost must write nothing more. A file lock (SQLite) cannot be lost
+/// while its file is open: its check always passes.
+#[derive(Clone)]
+pub struct LockCheck {
+    /// The store and the session that took the lock (PostgreSQL), `None` on SQLite.
+    taken: Option<(Store, i64, LockHolder)>,
+}
+
+impl LockCheck {
+    /// `Ok(true)` while the session that took the lock still holds it.
+    pub async fn is_held(&self) -> Result<bool> {
+        let Some((store, key, expected)) = &self.taken else {
+            return Ok(true);
+        };
+        Ok(store.lock_holder(*key).await?.as_ref() == Some(expected))
+    }
 }
 
 #[derive(QueryableByName)]
@@ -75,6 +110,16 @@ impl ClusterLock {
         } else {
             LockScope::Host
         }
+    }
+
+    /// A handle that checks, from anywhere, that this lock is still held (see [`LockCheck`]).
+    pub fn check(&self) -> LockCheck {
+        self.check.clone()
+    }
+
+    /// `Ok(true)` while the session that took the lock still holds it.
+    pub async fn is_held(&self) -> Result<bool> {
+        self.check.is_held().await
     }
 
     /// Releases the lock now (dropping does the same, by closing the connection or file).
@@ -146,6 +191,7 @@ impl Store {
                     pg: None,
                     _file: Some(f),
                     key,
+                    check: LockCheck { taken: None },
                 }))
             }
             Backend::Postgres => {
@@ -154,12 +200,47 @@ impl Store {
                     .bind::<diesel::sql_types::BigInt, _>(key)
                     .get_result(&mut conn)
                     .await?;
-                Ok(got.locked.then_some(ClusterLock {
+                if !got.locked {
+                    return Ok(None);
+                }
+                // Who holds it now (this session): what a later check compares with.
+                let holder = self.lock_holder(key).await?;
+                Ok(Some(ClusterLock {
                     pg: Some(conn),
                     _file: None,
                     key,
+                    check: LockCheck {
+                        taken: holder.map(|h| (self.clone(), key, h)),
+                    },
                 }))
             }
         }
+    }
+
+    /// Which session holds the sync lock right now (PostgreSQL): its backend pid and start
+    /// time, or `None` when no one does; always `None` on SQLite.
+    pub async fn sync_lock_holder(&self) -> Result<Option<LockHolder>> {
+        self.lock_holder(SYNC_LOCK_KEY).await
+    }
+
+    /// Which session holds advisory lock `key` right now (PostgreSQL), or `None` when no
+    /// one does; always `None` on SQLite.
+    async fn lock_holder(&self, key: i64) -> Result<Option<LockHolder>> {
+        let mut conn = self.conn().await?;
+        let PooledConn::Pg(c) = &mut conn else {
+            return Ok(None);
+        };
+        let rows: Vec<LockHolder> = diesel::sql_query(
+            "SELECT l.pid, a.backend_start::text AS backend_start \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.classid::bigint = $1 AND l.objid::bigint = $2",
+        )
+        .bind::<diesel::sql_types::BigInt, _>((key >> 32) & 0xffff_ffff)
+        .bind::<diesel::sql_types::BigInt, _>(key & 0xffff_ffff)
+        .load(&mut **c)
+        .await?;
+        Ok(rows.into_iter().next())
     }
 }

@@ -177,15 +177,6 @@ macro_rules! dispatch {
     };
 }
 
-/// The session holding the sync lock (see [`Store::sync_lock_holder`]).
-#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
-pub struct LockHolder {
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    pub pid: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    pub backend_start: String,
-}
-
 /// Pool occupancy, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolState {
@@ -308,32 +299,6 @@ impl Store {
         Ok(())
     }
 
-    /// Which session holds the sync lock right now (PostgreSQL): its backend pid and start
-    /// time, or `None` when no one does. Always `None` on SQLite. A run records the holder
-    /// when it takes the lock and compares before each write: a different answer means the
-    /// lock was lost (the server restarted, or the lock's connection closed) and another
-    /// process may be syncing.
-    pub async fn sync_lock_holder(&self) -> Result<Option<LockHolder>> {
-        use diesel_async::RunQueryDsl;
-        let key = crate::lock::SYNC_LOCK_KEY;
-        let mut conn = self.conn().await?;
-        let PooledConn::Pg(c) = &mut conn else {
-            return Ok(None);
-        };
-        let rows: Vec<LockHolder> = diesel::sql_query(
-            "SELECT l.pid, a.backend_start::text AS backend_start \
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             AND l.classid::bigint = $1 AND l.objid::bigint = $2",
-        )
-        .bind::<diesel::sql_types::BigInt, _>((key >> 32) & 0xffff_ffff)
-        .bind::<diesel::sql_types::BigInt, _>(key & 0xffff_ffff)
-        .load(&mut **c)
-        .await?;
-        Ok(rows.into_iter().next())
-    }
-
     /// A connection outside the pool (PostgreSQL), for session-scoped state such as the
     /// run-long advisory lock.
     pub(crate) async fn dedicated_pg(&self) -> Result<AsyncPgConnection> {
@@ -413,10 +378,10 @@ async fn connect_sqlite(path: &str) -> ConnectionResult<SqliteConn> {
     // The read API's radius search: SQLite as bundled has no trigonometric functions.
     conn.spawn_blocking(|c| {
         c.register_sql_function::<(Double, Double, Double, Double), Double, _, _, _>(
-            crate::query::SQLITE_DISTANCE_FN,
+            crate::geo::SQLITE_DISTANCE_FN,
             true,
             |(lat1, lon1, lat2, lon2): (f64, f64, f64, f64)| {
-                crate::query::great_circle_deg(lat1, lon1, lat2, lon2)
+                crate::geo::great_circle_deg(lat1, lon1, lat2, lon2)
             },
         )
     })

@@ -245,7 +245,7 @@ struct Job<'a> {
     progress: Option<ProgressFn>,
     run_id: i64,
     /// Who held the cluster lock when the run took it: re-checked before every page write.
-    holder: Option<quake_store::pool::LockHolder>,
+    holder: quake_store::lock::LockCheck,
     pacer: Pacer,
     min_magnitude: Option<f64>,
     /// The smallest cap seen or configured.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use quake_store::pool::LockHolder;
+use quake_store::lock::LockCheck;
 use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs};
 use tokio::sync::{OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,8 @@ pub const MAX_BATCH_SIZE: u32 = quake_api::USGS_MAX_LIMIT;
 pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(300);
 /// The default of [`EngineConfig::initial_lookback`]: 24 hours.
 pub const DEFAULT_INITIAL_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
+/// The error a run stopped by a shutdown ends with.
+pub const INTERRUPTED: &str = "interrupted by shutdown";
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -120,8 +122,8 @@ pub(crate) struct Prepared {
     pub(crate) run: SyncRun,
     _guard: OwnedMutexGuard<()>,
     lock: ClusterLock,
-    /// The session holding the cluster lock when the run took it (PostgreSQL).
-    pub(crate) holder: Option<LockHolder>,
+    /// Checks that the cluster lock is still held by the session that took it.
+    pub(crate) holder: LockCheck,
 }
 
 /// Resets `is_running` if a run ends without [`Engine::complete`] (a panic, an aborted
@@ -298,11 +300,7 @@ impl Engine {
                 .map(|r| r.id);
             return Ok(Err(running));
         };
-        let holder = if lock.is_cluster_wide() {
-            self.inner.store.sync_lock_holder().await?
-        } else {
-            None
-        };
+        let holder = lock.check();
         let mut conn = self.inner.store.conn().await?;
         let mut db = conn.db();
         // Only the guard's holder can know that no one else is running.
@@ -417,13 +415,10 @@ impl Engine {
     /// drops an advisory lock with its connection (a server restart, a network cut), and
     /// another process may then start a sync: a run that lost the lock must write nothing
     /// more, so that no two runs ever apply pages or move the cursor at the same time.
-    pub(crate) async fn check_lock(&self, holder: &Option<LockHolder>) -> Result<(), String> {
-        let Some(expected) = holder else {
-            return Ok(());
-        };
-        match self.inner.store.sync_lock_holder().await {
-            Ok(Some(h)) if &h == expected => Ok(()),
-            Ok(_) => Err("lost the cluster-wide sync lock (the database restarted or the lock's connection closed); stopped before writing".into()),
+    pub(crate) async fn check_lock(&self, holder: &LockCheck) -> Result<(), String> {
+        match holder.is_held().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("lost the cluster-wide sync lock (the database restarted or the lock's connection closed); stopped before writing".into()),
             Err(e) => Err(format!("database: {e}")),
         }
     }
@@ -435,7 +430,7 @@ impl Engine {
     pub(crate) async fn commit_page(
         &self,
         run_id: i64,
-        holder: &Option<LockHolder>,
+        holder: &LockCheck,
         page: quake_api::Page,
         totals: &mut RunCounts,
         done: Option<&quake_store::backfill::WindowDone>,
@@ -471,11 +466,7 @@ impl Engine {
         Ok(res)
     }
 
-    async fn run_pages(
-        &self,
-        run_id: i64,
-        holder: Option<LockHolder>,
-    ) -> Result<RunCounts, RunError> {
+    async fn run_pages(&self, run_id: i64, holder: LockCheck) -> Result<RunCounts, RunError> {
         let cfg = &self.inner.config;
         let source = self.inner.source.as_ref();
         let store = &self.inner.store;
@@ -515,7 +506,7 @@ impl Engine {
                     log::warn!("The upstream's count failed ({e}): the page ceiling is sync.max_pages = {}", cfg.max_pages);
                     None
                 }),
-                () = self.inner.shutdown.cancelled() => return Err(fail(crate::service::INTERRUPTED.into(), totals)),
+                () = self.inner.shutdown.cancelled() => return Err(fail(INTERRUPTED.into(), totals)),
             }
         } else {
             None
@@ -525,7 +516,7 @@ impl Engine {
         let mut generated: Option<DateTime<Utc>> = None;
         loop {
             if self.inner.shutdown.is_cancelled() {
-                return Err(fail(crate::service::INTERRUPTED.into(), totals));
+                return Err(fail(INTERRUPTED.into(), totals));
             }
             let ask = match keyset.next_ask() {
                 Ok(Some(ask)) => ask,
@@ -536,7 +527,7 @@ impl Engine {
             // A shutdown does not wait for a slow upstream: nothing of this page is written.
             let page = tokio::select! {
                 page = source.fetch_page(&req) => self.observe(page).map_err(|e| fail(format!("upstream: {e}"), totals))?,
-                () = self.inner.shutdown.cancelled() => return Err(fail(crate::service::INTERRUPTED.into(), totals)),
+                () = self.inner.shutdown.cancelled() => return Err(fail(INTERRUPTED.into(), totals)),
             };
             // The oldest `generated` of the run's pages: a page served from a stale cache
             // or replica lacks what changed after its `generated`, so a cursor taken from a

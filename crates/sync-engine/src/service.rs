@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::engine::INTERRUPTED;
 use crate::engine::{Engine, EngineError, StartOutcome, Trigger};
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::status::StatusSnapshot;
@@ -33,8 +34,6 @@ use crate::upstream::UpstreamCounts;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
 /// The wait before the first scheduled run unless configured (`sync.startup_delay_secs`).
 pub const DEFAULT_STARTUP_DELAY: Duration = Duration::from_secs(30);
-/// The error a run stopped by a shutdown ends with.
-pub const INTERRUPTED: &str = "interrupted by shutdown";
 
 /// When scheduled runs happen.
 #[derive(Debug, Clone, PartialEq, Eq)]

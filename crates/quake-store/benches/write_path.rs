@@ -20,6 +20,7 @@ use futures_util::pin_mut;
 use quake_store::testing::TestDb;
 use quake_store::write::{WriteMode, apply_page_with};
 use quake_store::{EventRecord, Store, Ts};
+use sync_engine::policy::decide;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
@@ -89,7 +90,7 @@ async fn apply(store: &Store, recs: &[EventRecord], mode: WriteMode) -> Duration
     truncate(store).await;
     let mut conn = store.conn().await.unwrap();
     let start = Instant::now();
-    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode)
+    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode, decide)
         .await
         .unwrap();
     let took = start.elapsed();
@@ -251,7 +252,7 @@ fn main() {
             for (i, page) in recs.chunks(10_000).enumerate() {
                 let mut conn = store.conn().await.unwrap();
                 let start = Instant::now();
-                apply_page_with(&mut conn.db(), None, page, &[], WriteMode::Auto).await.unwrap();
+                apply_page_with(&mut conn.db(), None, page, &[], WriteMode::Auto, decide).await.unwrap();
                 println!("fill page {i}: {:.0} rows/s", page.len() as f64 / start.elapsed().as_secs_f64());
             }
             return;

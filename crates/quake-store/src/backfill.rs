@@ -182,23 +182,20 @@ pub async fn mark_done(conn: &mut DbConn<'_>, done: &WindowDone) -> QueryResult<
         .await)
 }
 
-/// Applies one page exactly as [`write::apply_page`] does and, when `done` is given (the
-/// window's last page), marks the window done in the same transaction.
+/// Applies a window's last page exactly as [`write::apply_page`] does and marks the window
+/// `done` in the same transaction. (Its other pages go through [`write::apply_page`].)
 pub async fn apply_window_page(
     conn: &mut DbConn<'_>,
     run_id: Option<i64>,
     records: &[EventRecord],
     rejected: &[NewRejected],
-    done: Option<&WindowDone>,
+    d: &WindowDone,
+    decide: write::Decide,
 ) -> QueryResult<PageResult> {
-    let Some(d) = done else {
-        // Not a window's last page: apply_page's own transaction is all it needs.
-        return write::apply_page(conn, run_id, records, rejected).await;
-    };
     dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         // Inside this transaction, apply_page's own transaction is a savepoint.
-        let result = write::apply_page(&mut db, run_id, records, rejected).await?;
+        let result = write::apply_page(&mut db, run_id, records, rejected, decide).await?;
         mark_done(&mut db, d).await?;
         Ok(result)
     }).await)

@@ -1,7 +1,7 @@
 //! The fast paths of [`crate::write::apply_page`]: PostgreSQL below, SQLite at the end.
 //!
-//! A chunk of records is planned in memory, in order, exactly as the per-record path would
-//! see them (so duplicates, outcomes and counts are the same), then written with one
+//! A chunk of records is decided in memory by the policy handed in, in order, exactly as
+//! the per-record path would see them (so duplicates, outcomes and counts are the same), then written with one
 //! plain `INSERT … SELECT FROM unnest(…)` for its new rows, one `UPDATE … FROM unnest(…)`
 //! for its changed rows and one merge `UPDATE … FROM unnest(…)`, inside a SAVEPOINT (the
 //! plan already knows which ids are stored, so no `ON CONFLICT` arbiter is paid for). When that fails on a record's data, the savepoint is
@@ -22,9 +22,12 @@ use diesel::QueryResult;
 use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::models::{EventRecord, StoredVersion};
+use crate::models::EventRecord;
 use crate::pool::DbConn;
-use crate::record::{Outcome, Write, apply_one, is_record_error, plan_or_outcome, settle};
+use crate::record::{
+    Decide, Decision, Outcome, StoredRows, Write, apply_one, decision_or_outcome, is_record_error,
+    remember, settle,
+};
 use crate::types::Ts;
 
 /// Chunks this small go record by record.
@@ -42,14 +45,15 @@ enum Attempt {
 pub(crate) async fn apply_chunk(
     conn: &mut AsyncPgConnection,
     recs: &[EventRecord],
-    stored: &mut HashMap<String, StoredVersion>,
+    stored: &mut StoredRows,
     now: Ts,
     out: &mut Vec<Outcome>,
+    decide: Decide,
 ) -> QueryResult<()> {
     let mut work: VecDeque<&[EventRecord]> = VecDeque::from([recs]);
     while let Some(chunk) = work.pop_front() {
         if chunk.len() > SMALL {
-            let (left, right) = match attempt(conn, chunk, stored, now).await? {
+            let (left, right) = match attempt(conn, chunk, stored, now, decide).await? {
                 Attempt::Done(outcomes) => {
                     out.extend(outcomes);
                     continue;
@@ -63,7 +67,7 @@ pub(crate) async fn apply_chunk(
         }
         let mut db = DbConn::from(&mut *conn);
         for rec in chunk {
-            out.push(apply_one(&mut db, rec, stored, now).await?);
+            out.push(apply_one(&mut db, rec, stored, now, decide).await?);
         }
     }
     Ok(())
@@ -72,8 +76,9 @@ pub(crate) async fn apply_chunk(
 async fn attempt(
     conn: &mut AsyncPgConnection,
     chunk: &[EventRecord],
-    stored: &mut HashMap<String, StoredVersion>,
+    stored: &mut StoredRows,
     now: Ts,
+    decide: Decide,
 ) -> QueryResult<Attempt> {
     let mut sim = stored.clone();
     let mut outcomes = Vec::with_capacity(chunk.len());
@@ -82,29 +87,29 @@ async fn attempt(
     let mut updates: Vec<&EventRecord> = Vec::new();
     let mut merges: HashMap<String, String> = HashMap::new();
     for (i, rec) in chunk.iter().enumerate() {
-        let plan = match plan_or_outcome(rec, &sim) {
-            Ok(plan) => plan,
+        let decision = match decision_or_outcome(rec, &sim, decide) {
+            Ok(decision) => decision,
             Err(outcome) => {
                 outcomes.push(outcome);
                 continue;
             }
         };
-        if plan.write != Write::None {
+        if decision.write != Write::None {
             if written.contains(rec.id.as_str()) || merges.contains_key(&rec.id) {
                 // i > 0: the earlier write or merge is in this chunk
                 return Ok(Attempt::SplitAt(i));
             }
             written.insert(rec.id.as_str());
-            match plan.write {
+            match decision.write {
                 Write::Insert => inserts.push(rec),
                 _ => updates.push(rec),
             }
         }
-        for m in &plan.merges {
+        for m in &decision.merge {
             merges.insert(m.clone(), rec.id.clone());
         }
-        outcomes.push(plan.outcome(rec));
-        plan.remember(rec, now, &mut sim);
+        remember(&decision, rec, &mut sim);
+        outcomes.push(decision.outcome);
     }
     if inserts.is_empty() && updates.is_empty() && merges.is_empty() {
         *stored = sim;
@@ -250,18 +255,19 @@ async fn merge(
 /// The SQLite fast path: every record of the page in one blocking closure on the underlying
 /// `SqliteConnection` (one hop to the blocking pool per page instead of one per statement),
 /// each record's writes between `SAVEPOINT` and `RELEASE`, rolled back alone when refused.
-/// Planning is the shared per-record policy; the outer transaction is the caller's.
+/// Each record is decided by the policy handed in, as on the per-record path; the outer transaction is the caller's.
 pub(crate) async fn apply_sqlite_blocking(
     conn: &mut crate::pool::SqliteConn,
     records: Vec<EventRecord>,
-    stored: HashMap<String, StoredVersion>,
+    stored: StoredRows,
     now: Ts,
+    decide: Decide,
 ) -> QueryResult<Vec<Outcome>> {
     conn.spawn_blocking(move |c| {
         let mut stored = stored;
         records
             .iter()
-            .map(|rec| sqlite_one(c, rec, &mut stored, now))
+            .map(|rec| sqlite_one(c, rec, &mut stored, now, decide))
             .collect()
     })
     .await
@@ -270,31 +276,32 @@ pub(crate) async fn apply_sqlite_blocking(
 fn sqlite_one(
     c: &mut diesel::SqliteConnection,
     rec: &EventRecord,
-    stored: &mut HashMap<String, StoredVersion>,
+    stored: &mut StoredRows,
     now: Ts,
+    decide: Decide,
 ) -> QueryResult<Outcome> {
     use diesel::connection::SimpleConnection;
-    let plan = match plan_or_outcome(rec, stored) {
-        Ok(plan) => plan,
+    let decision = match decision_or_outcome(rec, stored, decide) {
+        Ok(decision) => decision,
         Err(outcome) => return Ok(outcome),
     };
     c.batch_execute("SAVEPOINT quakesync_record")?;
-    let written = sqlite_write(c, rec, &plan, now);
+    let written = sqlite_write(c, rec, &decision, now);
     let end = if written.is_ok() {
         "RELEASE quakesync_record"
     } else {
         "ROLLBACK TO quakesync_record; RELEASE quakesync_record"
     };
     c.batch_execute(end)?;
-    settle(written, &plan, rec, stored, now)
+    settle(written, decision, rec, stored)
 }
 
 /// The statements of [`crate::record`]'s per-record path, run synchronously.
 fn sqlite_write(
     c: &mut diesel::SqliteConnection,
     rec: &EventRecord,
-    plan: &crate::record::Plan,
+    decision: &Decision,
     now: Ts,
 ) -> QueryResult<()> {
-    crate::record::record_writes!(rec, plan, now, |q| diesel::RunQueryDsl::execute(q, c))
+    crate::record::record_writes!(rec, decision, now, |q| diesel::RunQueryDsl::execute(q, c))
 }

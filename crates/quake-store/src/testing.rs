@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{Store, StoreOptions};
+use crate::{EventRecord, Store, StoreOptions, Ts};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -21,6 +21,42 @@ pub struct TestDb {
     admin_url: Option<String>,
     name: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+/// A record with only what the revision policy reads set (`id`, `ids` as `,a,b,`, `updated`
+/// in ms, the content hash, the status); origin time = `updated`, every optional field
+/// `None`, at 0°N 0°E, source `usgs`.
+pub fn bare_record(id: &str, ids: &str, updated_ms: i64, hash: &str, status: &str) -> EventRecord {
+    let t = Ts(chrono::DateTime::from_timestamp_millis(updated_ms).unwrap_or_default());
+    EventRecord {
+        id: id.into(),
+        ids: ids.into(),
+        time: t,
+        updated: t,
+        magnitude: None,
+        mag_type: None,
+        place: None,
+        title: None,
+        longitude: 0.0,
+        latitude: 0.0,
+        depth_km: None,
+        status: status.into(),
+        event_type: None,
+        net: None,
+        code: None,
+        tsunami: None,
+        sig: None,
+        felt: None,
+        alert: None,
+        url: None,
+        source: "usgs".into(),
+        content_hash: hash.into(),
+        cdi: None,
+        mmi: None,
+        gap: None,
+        sources: None,
+        properties: None,
+    }
 }
 
 /// `CI` is set to something true: a missing prerequisite is then a failure, not a skip.

@@ -1,19 +1,11 @@
 //! The write path: one page in one transaction, a SAVEPOINT per record.
 //!
-//! Revision policy (SPEC section 3 step 6), per incoming record against the stored row with
-//! the same primary id:
-//! - none stored: insert (`Inserted`, or `Deleted` when it arrives deleted);
-//! - incoming `updated` newer, or equal with a different content hash: update (`Updated`,
-//!   or `Deleted` when the new status is `deleted`); an update also clears `merged_into`;
-//! - otherwise no write (`Unchanged`);
-//! - each id in the incoming `ids` that is the primary id of another stored row marks that
-//!   row `merged_into` = the incoming id (`Merged`). Only primary ids count: an alias that
-//!   two events share merges nothing.
+//! The store loads the stored rows a page involves, asks the revision policy it is handed
+//! (a [`Decide`] function: sync-engine's `policy::decide`, SPEC section 3 step 6) what to
+//! do with each record in order, and carries the [`Decision`]s out; it decides nothing.
 //!
 //! Each record gets exactly one outcome, so `fetched = inserted + updated + unchanged +
 //! deleted + merged + rejected` holds for every page.
-
-use std::collections::HashMap;
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -21,8 +13,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use crate::dispatch;
 use crate::models::{EventRecord, NewRejected, RunCounts, StoredVersion};
 use crate::pool::DbConn;
-pub use crate::record::Outcome;
 use crate::record::apply_one;
+pub use crate::record::{Decide, Decision, Outcome, StoredRows, Write};
 use crate::schema::{earthquakes, rejected_records};
 use crate::types::Ts;
 
@@ -38,7 +30,7 @@ pub struct PageResult {
 /// Largest `IN (…)` list sent at once (SQLite and PostgreSQL bind limits).
 const LOOKUP_CHUNK: usize = 1000;
 
-/// Loads what the revision policy needs for the rows whose primary id is in `ids`.
+/// Loads what the revision policy needs of the rows whose primary id is in `ids`.
 pub async fn load_versions(conn: &mut DbConn<'_>, ids: &[&str]) -> QueryResult<Vec<StoredVersion>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(LOOKUP_CHUNK) {
@@ -122,7 +114,7 @@ pub async fn add_run_counts(conn: &mut DbConn<'_>, run_id: i64, k: &RunCounts) -
 }
 
 /// Applies one page in one transaction (a savepoint when called inside another): the
-/// records by the revision policy, each in its own SAVEPOINT so a failing write costs only
+/// records as `decide` (the revision policy) says, each in its own SAVEPOINT so a failing write costs only
 /// itself and is quarantined; `rejected` (refused before the database) is quarantined as
 /// is; the run row, when given, gets the page's counts. Either all of it commits or none.
 pub async fn apply_page(
@@ -130,8 +122,9 @@ pub async fn apply_page(
     run_id: Option<i64>,
     records: &[EventRecord],
     rejected: &[NewRejected],
+    decide: Decide,
 ) -> QueryResult<PageResult> {
-    apply_page_with(conn, run_id, records, rejected, WriteMode::Auto).await
+    apply_page_with(conn, run_id, records, rejected, WriteMode::Auto, decide).await
 }
 
 /// How [`apply_page_with`] writes the records of a page.
@@ -154,10 +147,11 @@ pub async fn apply_page_with(
     records: &[EventRecord],
     rejected: &[NewRejected],
     mode: WriteMode,
+    decide: Decide,
 ) -> QueryResult<PageResult> {
     dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
-        apply_page_in_tx(&mut db, run_id, records, rejected, mode).await
+        apply_page_in_tx(&mut db, run_id, records, rejected, mode, decide).await
     }).await)
 }
 
@@ -167,6 +161,7 @@ async fn apply_page_in_tx(
     records: &[EventRecord],
     rejected: &[NewRejected],
     mode: WriteMode,
+    decide: Decide,
 ) -> QueryResult<PageResult> {
     let now = Ts::now();
     let mut wanted: Vec<&str> = records
@@ -175,7 +170,7 @@ async fn apply_page_in_tx(
         .collect();
     wanted.sort_unstable();
     wanted.dedup();
-    let mut stored: HashMap<String, StoredVersion> = load_versions(db, &wanted)
+    let mut stored: StoredRows = load_versions(db, &wanted)
         .await?
         .into_iter()
         .map(|v| (v.id.clone(), v))
@@ -184,14 +179,15 @@ async fn apply_page_in_tx(
     let mut outcomes = Vec::with_capacity(records.len());
     match (mode, &mut *db) {
         (WriteMode::Auto, DbConn::Pg(c)) => {
-            crate::fast::apply_chunk(c, records, &mut stored, now, &mut outcomes).await?;
+            crate::fast::apply_chunk(c, records, &mut stored, now, &mut outcomes, decide).await?;
         }
         (WriteMode::Auto, DbConn::Sqlite(c)) => {
-            outcomes = crate::fast::apply_sqlite_blocking(c, records.to_vec(), stored, now).await?;
+            outcomes = crate::fast::apply_sqlite_blocking(c, records.to_vec(), stored, now, decide)
+                .await?;
         }
         (WriteMode::PerRecord, _) => {
             for rec in records {
-                outcomes.push(apply_one(db, rec, &mut stored, now).await?);
+                outcomes.push(apply_one(db, rec, &mut stored, now, decide).await?);
             }
         }
     }

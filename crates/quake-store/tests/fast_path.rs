@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use quake_store::testing::TestDb;
 use quake_store::write::{WriteMode, apply_page_with};
 use quake_store::{Earthquake, EventRecord, Store, Ts, read};
+use sync_engine::policy::decide;
 
 const POOL: usize = 12;
 
@@ -179,9 +180,9 @@ fn check_equivalence(rt: &tokio::runtime::Runtime, reference: &Store, fast: &Sto
             for page in &pages {
                 let recs: Vec<EventRecord> = page.iter().map(record).collect();
                 let mut c1 = reference.conn().await.unwrap();
-                let r1 = apply_page_with(&mut c1.db(), None, &recs, &[], WriteMode::PerRecord).await.unwrap();
+                let r1 = apply_page_with(&mut c1.db(), None, &recs, &[], WriteMode::PerRecord, decide).await.unwrap();
                 let mut c2 = fast.conn().await.unwrap();
-                let r2 = apply_page_with(&mut c2.db(), None, &recs, &[], WriteMode::Auto).await.unwrap();
+                let r2 = apply_page_with(&mut c2.db(), None, &recs, &[], WriteMode::Auto, decide).await.unwrap();
                 assert_eq!(r1.outcomes, r2.outcomes, "outcomes differ for {page:?}");
                 assert_eq!(r1.counts, r2.counts);
             }

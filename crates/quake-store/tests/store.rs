@@ -7,6 +7,7 @@ use quake_store::both_backends;
 use quake_store::testing::TestDb;
 use quake_store::write::{Outcome, apply_page};
 use quake_store::{EventRecord, NewRejected, Store, Ts, read, runs};
+use sync_engine::policy::decide;
 
 fn ms(t: i64) -> Ts {
     Ts(DateTime::<Utc>::from_timestamp_millis(t).unwrap())
@@ -17,40 +18,28 @@ fn rec(id: &str, ids: &[&str], updated: i64, hash: &str) -> EventRecord {
     all.push(id);
     all.sort();
     all.dedup();
+    let ids = format!(",{},", all.join(","));
     EventRecord {
-        id: id.into(),
-        ids: format!(",{},", all.join(",")),
         time: ms(1_626_000_000_000),
-        updated: ms(updated),
         magnitude: Some(2.5),
         mag_type: Some("ml".into()),
         place: Some(format!("place of {id}")),
-        title: None,
         longitude: -120.5,
         latitude: 35.25,
         depth_km: Some(-0.68),
-        status: "automatic".into(),
         event_type: Some("earthquake".into()),
         net: Some("ci".into()),
         code: Some(id.trim_start_matches("ci").into()),
-        tsunami: None,
         sig: Some(100),
-        felt: None,
-        alert: None,
-        url: None,
-        source: "usgs".into(),
-        content_hash: hash.into(),
-        cdi: None,
-        mmi: None,
-        gap: None,
-        sources: None,
-        properties: None,
+        ..quake_store::testing::bare_record(id, &ids, updated, hash, "automatic")
     }
 }
 
 async fn apply(store: &Store, run: Option<i64>, recs: &[EventRecord]) -> Vec<Outcome> {
     let mut conn = store.conn().await.unwrap();
-    let res = apply_page(&mut conn.db(), run, recs, &[]).await.unwrap();
+    let res = apply_page(&mut conn.db(), run, recs, &[], decide)
+        .await
+        .unwrap();
     res.outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
@@ -153,7 +142,7 @@ both_backends!(a_failing_write_costs_only_itself, async |db: TestDb| {
     let mut bad = rec("ci2", &[], 1000, "b");
     bad.latitude = 200.0; // refused by the table's CHECK constraint
     let page = vec![rec("ci1", &[], 1000, "a"), bad, rec("ci3", &[], 1000, "c")];
-    let res = apply_page(&mut conn.db(), Some(run.id), &page, &[])
+    let res = apply_page(&mut conn.db(), Some(run.id), &page, &[], decide)
         .await
         .unwrap();
     let outcomes: Vec<_> = res.outcomes.iter().map(|(_, o)| o.clone()).collect();
@@ -215,9 +204,15 @@ both_backends!(quarantine_keeps_raw_payload, async |db: TestDb| {
         payload: raw.into(),
         rejected_at: Ts::now(),
     };
-    let res = apply_page(&mut conn.db(), None, &[rec("ci7", &[], 1, "z")], &[q])
-        .await
-        .unwrap();
+    let res = apply_page(
+        &mut conn.db(),
+        None,
+        &[rec("ci7", &[], 1, "z")],
+        &[q],
+        decide,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (res.counts.fetched, res.counts.inserted, res.counts.rejected),
         (2, 1, 1)

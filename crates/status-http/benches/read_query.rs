@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use quake_store::testing::TestDb;
 use quake_store::{EventRecord, Ts, write};
 use status_http::AppState;
+use sync_engine::policy::decide;
 use sync_engine::{Engine, EngineConfig, FdsnSource, SchedulerHandle};
 
 const TARGET: Duration = Duration::from_millis(50);
@@ -181,7 +182,7 @@ async fn main() {
         let start = Instant::now();
         for chunk in records.chunks(10_000) {
             let mut conn = store.conn().await.unwrap();
-            let r = write::apply_page(&mut conn.db(), None, chunk, &[])
+            let r = write::apply_page(&mut conn.db(), None, chunk, &[], decide)
                 .await
                 .unwrap();
             assert_eq!(r.counts.inserted as usize, chunk.len());

@@ -15,6 +15,7 @@ use quake_store::{Earthquake, Store, both_backends, read, write};
 use read_support::*;
 use serde_json::Value;
 use status_http::read_api::CHUNK;
+use sync_engine::policy::decide;
 
 const WEEK: &str = "usgs_all_week_2021-07-20T1423Z.geojson";
 
@@ -560,9 +561,15 @@ both_backends!(
         assert_eq!(p["types"], "");
         let revised = legacy.with_usgs_properties();
         let mut conn = store.conn().await.unwrap();
-        let r = write::apply_page(&mut conn.db(), None, std::slice::from_ref(&revised), &[])
-            .await
-            .unwrap();
+        let r = write::apply_page(
+            &mut conn.db(),
+            None,
+            std::slice::from_ref(&revised),
+            &[],
+            decide,
+        )
+        .await
+        .unwrap();
         assert_eq!(r.outcomes[0].1, quake_store::Outcome::Updated);
         let (_, body) = get!(&app, format!("{QUERY}?eventid=xxlegacy"));
         assert_eq!(body["properties"]["nst"], 12);

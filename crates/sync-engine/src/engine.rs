@@ -446,14 +446,19 @@ impl Engine {
         self.check_lock(holder).await?;
         let res = {
             let mut conn = self.inner.store.conn().await.map_err(|e| e.to_string())?;
-            quake_store::backfill::apply_window_page(
-                &mut conn.db(),
-                Some(run_id),
-                &records,
-                &rejected,
-                done,
-            )
-            .await
+            let mut db = conn.db();
+            let (run, decide) = (Some(run_id), crate::policy::decide);
+            match done {
+                None => {
+                    quake_store::write::apply_page(&mut db, run, &records, &rejected, decide).await
+                }
+                Some(d) => {
+                    quake_store::backfill::apply_window_page(
+                        &mut db, run, &records, &rejected, d, decide,
+                    )
+                    .await
+                }
+            }
             .map_err(|e| format!("database: {e}"))?
         };
         totals.add(&res.counts);

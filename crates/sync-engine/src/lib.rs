@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod engine;
+pub mod policy;
 pub mod progress;
 pub mod record;
 pub mod scheduler;

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use quake_store::testing::TestDb;
 use quake_store::{DbConn, Store, StoreOptions};
+use sync_engine::policy::decide;
 use synth_upstream::{Catalogue, Deleted, Filter, SynthConfig, SynthEvent, SynthServer};
 
 // ---------------------------------------------------------------------------
@@ -489,7 +490,7 @@ async fn write_path(s: &Settings, cat: &Catalogue, target: &Target) -> WriteFigu
         drop(page);
         let t2 = Instant::now();
         let mut conn = st.conn().await.unwrap();
-        let res = quake_store::write::apply_page(&mut conn.db(), None, &records, &[])
+        let res = quake_store::write::apply_page(&mut conn.db(), None, &records, &[], decide)
             .await
             .unwrap();
         let t3 = Instant::now();

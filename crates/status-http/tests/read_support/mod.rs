@@ -11,6 +11,7 @@ use quake_api::{FdsnClient, HttpOptions, parse_usgs_collection};
 use quake_store::{EventRecord, Store, Ts, write};
 use serde_json::Value;
 use status_http::AppState;
+use sync_engine::policy::decide;
 use sync_engine::{Engine, EngineConfig, FdsnSource, SchedulerHandle};
 
 pub const QUERY: &str = "/fdsnws/event/1/query";
@@ -142,7 +143,7 @@ impl WithProperties for EventRecord {
 pub async fn fill(store: &Store, records: &[EventRecord], page: usize) {
     let mut conn = store.conn().await.unwrap();
     for chunk in records.chunks(page.max(1)) {
-        let r = write::apply_page(&mut conn.db(), None, chunk, &[])
+        let r = write::apply_page(&mut conn.db(), None, chunk, &[], decide)
             .await
             .unwrap();
         assert_eq!(r.counts.rejected, 0, "{:?}", r.outcomes);

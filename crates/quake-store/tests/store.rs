@@ -389,7 +389,7 @@ async fn sqlite_lock_is_exclusive_across_stores_and_freed_on_drop() {
     assert!(!first.is_cluster_wide());
     assert_eq!(first.scope(), quake_store::LockScope::Host);
     let path = quake_store::lock::sqlite_lock_path(
-        quake_store::pool::sqlite_path(&db.url).unwrap(),
+        quake_store::sqlite_path(&db.url).unwrap(),
         quake_store::lock::SYNC_LOCK_KEY,
     );
     assert!(
@@ -425,7 +425,7 @@ async fn sqlite_lock_freed_when_the_holding_process_dies() {
     let db = TestDb::sqlite();
     let store = db.store().await;
     let path = quake_store::lock::sqlite_lock_path(
-        quake_store::pool::sqlite_path(&db.url).unwrap(),
+        quake_store::sqlite_path(&db.url).unwrap(),
         quake_store::lock::SYNC_LOCK_KEY,
     );
     // Another process takes the same exclusive lock (util-linux flock(1), the same

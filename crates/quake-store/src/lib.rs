@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backfill;
+mod config;
 mod error;
 mod fast;
 mod geo;
@@ -19,6 +20,7 @@ mod tls;
 mod types;
 pub mod write;
 
+pub use config::{DatabaseSettings, DatabaseUrl};
 pub use diesel::result as diesel_error;
 pub use error::{Result, StoreError};
 pub use lock::{ClusterLock, LockCheck, LockHolder, LockScope};

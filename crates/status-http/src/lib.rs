@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod config;
 mod dashboard;
 pub mod error;
 mod health;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 use sync_engine::{Engine, SchedulerHandle, SyncService};
 
+pub use config::{DEFAULT_BIND, HttpSettings};
 pub use error::HttpError;
 pub use metrics::Metrics;
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backfill;
+pub mod config;
 pub mod engine;
 pub mod policy;
 pub mod progress;
@@ -15,6 +16,7 @@ pub use backfill::{
     BackfillError, BackfillEvent, BackfillOptions, BackfillOutcome, BackfillSource, PlanSummary,
     ProgressFn,
 };
+pub use config::{SourceSettings, SyncSettings, UpstreamUrl};
 pub use engine::{
     DEFAULT_BATCH_SIZE, DEFAULT_INITIAL_LOOKBACK, DEFAULT_MAX_PAGES, DEFAULT_OVERLAP, Engine,
     EngineConfig, EngineError, MAX_BATCH_SIZE, StartOutcome, SyncOutcome, Trigger, summary,

@@ -1,0 +1,143 @@
+//! The `[source]` and `[sync]` configuration sections (SPEC section 4), with this crate's
+//! defaults and quake-api's for the upstream requests ([`quake_api::DEFAULT_TIMEOUT`],
+//! [`quake_api::DEFAULT_MAX_RETRIES`], [`quake_api::DEFAULT_MAX_RESPONSE_BYTES`]): the
+//! TOML names the upstream settings under `[sync]`, so they live here, not in quake-api.
+//! A source URL may carry credentials: it prints redacted.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use quake_api::{ApiError, HttpOptions};
+use quake_core::config::{Bounded, Finite, SecretUrl};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{
+    DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGES, DEFAULT_OVERLAP, EngineConfig, MAX_BATCH_SIZE,
+};
+use crate::service::{DEFAULT_INTERVAL, DEFAULT_STARTUP_DELAY, Schedule};
+use crate::source::{Source, SourceKind};
+
+/// The `[source]` section: which upstream, from when, above which magnitude.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSettings {
+    pub kind: SourceKind,
+    /// Unset: the kind's default ([`SourceSettings::url`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<UpstreamUrl>,
+    /// Unset: [`EngineConfig::initial_lookback`] before the first run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_magnitude: Option<Finite>,
+}
+
+impl SourceSettings {
+    /// The upstream URL: `url`, else the kind's default.
+    pub fn url(&self) -> &str {
+        self.url
+            .as_ref()
+            .map_or(self.kind.default_url(), |u| u.expose())
+    }
+
+    /// Sets `url` to the kind's default when unset, so that printing the settings shows
+    /// the URL in effect.
+    pub fn resolve_url(&mut self) {
+        let url = self.kind.default_url();
+        self.url
+            .get_or_insert_with(|| UpstreamUrl(url.to_owned().into()));
+    }
+
+    /// The configured upstream.
+    pub fn source(&self, http: HttpOptions) -> Result<Arc<dyn Source>, ApiError> {
+        self.kind.source(self.url(), http)
+    }
+}
+
+/// An http(s) URL with a host ([`quake_api::check_url`]); shown redacted.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct UpstreamUrl(SecretUrl);
+
+impl Deref for UpstreamUrl {
+    type Target = SecretUrl;
+
+    fn deref(&self) -> &SecretUrl {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UpstreamUrl {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        quake_api::check_url(&raw).map_err(|e| e.to_string())?;
+        Ok(UpstreamUrl(raw.into()))
+    }
+}
+
+/// The `[sync]` section: the schedule, the engine's paging and the upstream requests.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSettings {
+    pub enabled: bool,
+    pub interval_secs: Bounded<1, { u64::MAX }>,
+    pub startup_delay_secs: u64,
+    pub batch_size: Bounded<1, { MAX_BATCH_SIZE as u64 }>,
+    pub overlap_secs: u64,
+    pub max_retries: u32,
+    pub http_timeout_secs: Bounded<1, { u64::MAX }>,
+    pub max_response_mb: Bounded<1, { u64::MAX }>,
+    pub max_pages: Bounded<1, { u64::MAX }>,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            enabled: Schedule::default().enabled,
+            interval_secs: Bounded::clamped(DEFAULT_INTERVAL.as_secs()),
+            startup_delay_secs: DEFAULT_STARTUP_DELAY.as_secs(),
+            batch_size: Bounded::clamped(DEFAULT_BATCH_SIZE.into()),
+            overlap_secs: DEFAULT_OVERLAP.as_secs(),
+            max_retries: quake_api::DEFAULT_MAX_RETRIES,
+            http_timeout_secs: Bounded::clamped(quake_api::DEFAULT_TIMEOUT.as_secs()),
+            max_response_mb: Bounded::clamped(quake_api::DEFAULT_MAX_RESPONSE_BYTES >> 20),
+            max_pages: Bounded::clamped(DEFAULT_MAX_PAGES),
+        }
+    }
+}
+
+impl SyncSettings {
+    /// The scheduler's settings.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            enabled: self.enabled,
+            interval: Duration::from_secs(self.interval_secs.get()),
+            startup_delay: Duration::from_secs(self.startup_delay_secs),
+        }
+    }
+
+    /// The upstream clients' settings.
+    pub fn http_options(&self) -> HttpOptions {
+        HttpOptions {
+            timeout: Duration::from_secs(self.http_timeout_secs.get()),
+            max_retries: self.max_retries,
+            max_response_bytes: self.max_response_mb.get().saturating_mul(1024 * 1024),
+            ..HttpOptions::default()
+        }
+    }
+
+    /// The engine's settings, with the source's start time and magnitude filter.
+    pub fn engine_config(&self, source: &SourceSettings) -> EngineConfig {
+        EngineConfig {
+            batch_size: self.batch_size.get_u32(),
+            overlap: Duration::from_secs(self.overlap_secs),
+            start_time: source.start_time,
+            min_magnitude: source.min_magnitude.map(f64::from),
+            max_pages: self.max_pages.get(),
+            ..EngineConfig::default()
+        }
+    }
+}

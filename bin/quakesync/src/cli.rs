@@ -1,14 +1,10 @@
-//! Command-line definitions (SPEC section 5), and the one table of configuration keys.
-//!
-//! Every configuration key is a global flag and an environment variable, through clap's
-//! `env` ([`SETTINGS`]); the argument's id is the key's TOML path. Values stay text here:
-//! [`crate::config::load`] types and checks them with the file's values, so an error names
-//! the key and where the value came from whichever layer it is in.
+//! Command-line definitions (SPEC section 5): the commands, and every configuration key as
+//! a flag with its environment variable ([`Settings`]).
 
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, Args, Parser, Subcommand};
 
 /// Keeps a database in step with the USGS / EMSC earthquake catalogue.
 #[derive(Debug, Parser)]
@@ -29,64 +25,74 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Every configuration key: (TOML path = argument id, flag, environment variable, value
-/// name, help). Flags override the environment, which overrides the file (SPEC section 4).
+/// Every configuration key as a global flag and its environment variable (clap's `env`):
+/// the argument's id is the key's TOML path. Values stay text here: [`crate::config::load`]
+/// types and checks them with the file's, so an error names the key and its origin.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Configuration (flag > environment > file > default)")]
+#[command(mut_args = setting)]
 #[rustfmt::skip]
-pub const SETTINGS: [(&str, &str, &str, &str, &str); 17] = [
-    ("database.url", "database-url", "DATABASE_URL", "URL", "Database: postgres://…, postgresql://… or sqlite://PATH"),
-    ("database.pool_size", "pool-size", "QUAKESYNC_DB_POOL_SIZE", "N", "Database connections in the pool, at least 1"),
-    ("http.bind", "bind", "QUAKESYNC_BIND", "ADDR", "HTTP listen address, IP:PORT"),
-    ("http.admin_token", "admin-token", "QUAKESYNC_ADMIN_TOKEN", "TOKEN", "Bearer token for POST /sync; unset disables it"),
-    ("source.kind", "source-kind", "QUAKESYNC_SOURCE_KIND", "KIND", "Upstream: fdsn, feed or emsc"),
-    ("source.url", "source-url", "QUAKESYNC_SOURCE_URL", "URL", "Upstream URL [default: the kind's]"),
-    ("source.start_time", "start-time", "QUAKESYNC_START_TIME", "TIME", "Start of the first sync window, RFC 3339 [default: 24 hours before the first run]"),
-    ("source.min_magnitude", "min-magnitude", "QUAKESYNC_MIN_MAGNITUDE", "MAG", "Skip events below this magnitude"),
-    ("sync.enabled", "sync-enabled", "QUAKESYNC_SYNC_ENABLED", "BOOL", "Run the scheduler in `serve`"),
-    ("sync.interval_secs", "interval-secs", "QUAKESYNC_SYNC_INTERVAL_SECS", "SECS", "Seconds between the starts of scheduled runs"),
-    ("sync.startup_delay_secs", "startup-delay-secs", "QUAKESYNC_STARTUP_DELAY_SECS", "SECS", "Seconds from `serve` to the first scheduled run"),
-    ("sync.batch_size", "batch-size", "QUAKESYNC_BATCH_SIZE", "N", "Events per upstream page, 1..=20000"),
-    ("sync.overlap_secs", "overlap-secs", "QUAKESYNC_OVERLAP_SECS", "SECS", "Seconds the cursor is set back so no update is missed"),
-    ("sync.max_retries", "max-retries", "QUAKESYNC_MAX_RETRIES", "N", "Retries per upstream request"),
-    ("sync.http_timeout_secs", "http-timeout-secs", "QUAKESYNC_HTTP_TIMEOUT_SECS", "SECS", "Timeout per upstream request, at least 1"),
-    ("sync.max_response_mb", "max-response-mb", "QUAKESYNC_MAX_RESPONSE_MB", "MIB", "Largest upstream response accepted, at least 1"),
-    ("sync.max_pages", "max-pages", "QUAKESYNC_MAX_PAGES", "N", "Ceiling on page requests per run and per backfill window"),
-];
-
-/// The flags of [`SETTINGS`]; [`crate::config::load`] reads their values from the matches.
-#[derive(Debug, Clone)]
-pub struct Settings;
-
-impl Args for Settings {
-    fn augment_args(cmd: clap::Command) -> clap::Command {
-        let cmd = cmd.next_help_heading("Configuration (flag > environment > file > default)");
-        SETTINGS
-            .iter()
-            .fold(cmd, |cmd, &(key, flag, env, value_name, help)| {
-                cmd.arg(
-                    Arg::new(key)
-                        .long(flag)
-                        .env(env)
-                        .global(true)
-                        .allow_negative_numbers(true)
-                        .value_name(value_name)
-                        .help(help)
-                        .hide_env_values(key == "http.admin_token" || key == "database.url"),
-                )
-            })
-    }
-
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
-    }
+pub struct Settings {
+    /// Database: postgres://…, postgresql://… or sqlite://PATH
+    #[arg(id = "database.url", long = "database-url", env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Database connections in the pool, at least 1
+    #[arg(id = "database.pool_size", long = "pool-size", env = "QUAKESYNC_DB_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<String>,
+    /// HTTP listen address, IP:PORT
+    #[arg(id = "http.bind", long = "bind", env = "QUAKESYNC_BIND", value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Bearer token for POST /sync; unset disables it
+    #[arg(id = "http.admin_token", long = "admin-token", env = "QUAKESYNC_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Upstream: fdsn, feed or emsc
+    #[arg(id = "source.kind", long = "source-kind", env = "QUAKESYNC_SOURCE_KIND", value_name = "KIND")]
+    pub source_kind: Option<String>,
+    /// Upstream URL [default: the kind's]
+    #[arg(id = "source.url", long = "source-url", env = "QUAKESYNC_SOURCE_URL", value_name = "URL")]
+    pub source_url: Option<String>,
+    /// Start of the first sync window, RFC 3339 [default: 24 hours before the first run]
+    #[arg(id = "source.start_time", long = "start-time", env = "QUAKESYNC_START_TIME", value_name = "TIME")]
+    pub start_time: Option<String>,
+    /// Skip events below this magnitude
+    #[arg(id = "source.min_magnitude", long = "min-magnitude", env = "QUAKESYNC_MIN_MAGNITUDE", value_name = "MAG")]
+    pub min_magnitude: Option<String>,
+    /// Run the scheduler in `serve`
+    #[arg(id = "sync.enabled", long = "sync-enabled", env = "QUAKESYNC_SYNC_ENABLED", value_name = "BOOL")]
+    pub sync_enabled: Option<String>,
+    /// Seconds between the starts of scheduled runs
+    #[arg(id = "sync.interval_secs", long = "interval-secs", env = "QUAKESYNC_SYNC_INTERVAL_SECS", value_name = "SECS")]
+    pub interval_secs: Option<String>,
+    /// Seconds from `serve` to the first scheduled run
+    #[arg(id = "sync.startup_delay_secs", long = "startup-delay-secs", env = "QUAKESYNC_STARTUP_DELAY_SECS", value_name = "SECS")]
+    pub startup_delay_secs: Option<String>,
+    /// Events per upstream page, 1..=20000
+    #[arg(id = "sync.batch_size", long = "batch-size", env = "QUAKESYNC_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<String>,
+    /// Seconds the cursor is set back so no update is missed
+    #[arg(id = "sync.overlap_secs", long = "overlap-secs", env = "QUAKESYNC_OVERLAP_SECS", value_name = "SECS")]
+    pub overlap_secs: Option<String>,
+    /// Retries per upstream request
+    #[arg(id = "sync.max_retries", long = "max-retries", env = "QUAKESYNC_MAX_RETRIES", value_name = "N")]
+    pub max_retries: Option<String>,
+    /// Timeout per upstream request, at least 1
+    #[arg(id = "sync.http_timeout_secs", long = "http-timeout-secs", env = "QUAKESYNC_HTTP_TIMEOUT_SECS", value_name = "SECS")]
+    pub http_timeout_secs: Option<String>,
+    /// Largest upstream response accepted, at least 1
+    #[arg(id = "sync.max_response_mb", long = "max-response-mb", env = "QUAKESYNC_MAX_RESPONSE_MB", value_name = "MIB")]
+    pub max_response_mb: Option<String>,
+    /// Ceiling on page requests per run and per backfill window
+    #[arg(id = "sync.max_pages", long = "max-pages", env = "QUAKESYNC_MAX_PAGES", value_name = "N")]
+    pub max_pages: Option<String>,
 }
 
-impl FromArgMatches for Settings {
-    fn from_arg_matches(_: &ArgMatches) -> Result<Self, clap::Error> {
-        Ok(Settings)
-    }
-
-    fn update_from_arg_matches(&mut self, _: &ArgMatches) -> Result<(), clap::Error> {
-        Ok(())
+/// A key's flag works before or after the command, and takes a negative number (so that the
+/// key's own check refuses it, naming the key).
+fn setting(arg: Arg) -> Arg {
+    if arg.get_id().as_str().contains('.') {
+        arg.global(true).allow_negative_numbers(true)
+    } else {
+        arg
     }
 }
 
@@ -139,7 +145,7 @@ fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, FromArgMatches};
 
     #[test]
     fn clap_definition_is_consistent() {

@@ -1,293 +1,42 @@
-//! Configuration (SPEC section 4): one serde struct, merged by figment.
+//! Configuration (SPEC section 4): the crates' own sections, merged by figment.
 //!
 //! Reads: the config file (`--config PATH`, else `$QUAKESYNC_CONFIG`, else
-//! [`DEFAULT_CONFIG_PATH`] if present), then every key of [`crate::cli::SETTINGS`] from its
+//! [`DEFAULT_CONFIG_PATH`] if present), then every key of [`crate::cli::Settings`] from its
 //! environment variable or its flag (clap's `env`: the flag wins). Precedence: defaults <
-//! file < environment < flags. Defaults are the library crates' own constants. Each value
-//! keeps where it came from (figment metadata), so an error names the key and the file,
-//! variable or flag; unknown keys are refused (`deny_unknown_fields`). The database URL and
-//! the admin token are `secrecy` secrets: `Debug` never shows them and `quakesync config`
-//! prints them redacted.
+//! file < environment < flags. Each section, its defaults and its checks belong to the
+//! crate it configures: [`DatabaseSettings`], [`HttpSettings`], [`SourceSettings`],
+//! [`SyncSettings`]. Each value keeps where it came from (figment metadata), so an error
+//! names the key and the file, variable or flag; unknown keys are refused
+//! (`deny_unknown_fields`). Secrets print redacted.
 
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use clap::ArgMatches;
 use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory as _};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider, Source};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize, Serializer};
-use sync_engine::SourceKind;
-
-use crate::cli::SETTINGS;
+use quake_store::DatabaseSettings;
+use serde::{Deserialize, Serialize};
+use status_http::HttpSettings;
+use sync_engine::{SourceSettings, SyncSettings};
 
 /// The config file read when neither `--config` nor `QUAKESYNC_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config/quakesync.toml";
-/// Where `serve` listens unless configured: loopback only.
-pub const DEFAULT_BIND: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
 
 /// The effective configuration.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub database: DatabaseConfig,
-    pub http: HttpConfig,
-    pub source: SourceConfig,
-    pub sync: SyncConfig,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DatabaseConfig {
-    pub url: DatabaseUrl,
-    pub pool_size: Bounded<1, { u32::MAX as u64 }>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    pub bind: SocketAddr,
-    /// Unset: the manual sync trigger is disabled.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_token: Option<AdminToken>,
-}
-
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SourceConfig {
-    pub kind: SourceKind,
-    /// Unset in the layers: the kind's default URL, filled in by [`load`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<HttpUrl>,
-    /// Unset: 24 hours before the first run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_magnitude: Option<Finite>,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SyncConfig {
-    pub enabled: bool,
-    pub interval_secs: Bounded<1, { u64::MAX }>,
-    pub startup_delay_secs: u64,
-    pub batch_size: Bounded<1, { sync_engine::MAX_BATCH_SIZE as u64 }>,
-    pub overlap_secs: u64,
-    pub max_retries: u32,
-    pub http_timeout_secs: Bounded<1, { u64::MAX }>,
-    pub max_response_mb: Bounded<1, { u64::MAX }>,
-    pub max_pages: Bounded<1, { u64::MAX }>,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            url: DatabaseUrl(quake_store::DEFAULT_DATABASE_URL.into()),
-            pool_size: Bounded(quake_store::DEFAULT_POOL_SIZE.into()),
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            bind: DEFAULT_BIND,
-            admin_token: None,
-        }
-    }
-}
-
-impl Default for SyncConfig {
-    fn default() -> Self {
-        let secs = |d: Duration| d.as_secs();
-        SyncConfig {
-            enabled: true,
-            interval_secs: Bounded(secs(sync_engine::DEFAULT_INTERVAL)),
-            startup_delay_secs: secs(sync_engine::DEFAULT_STARTUP_DELAY),
-            batch_size: Bounded(sync_engine::DEFAULT_BATCH_SIZE.into()),
-            overlap_secs: secs(sync_engine::DEFAULT_OVERLAP),
-            max_retries: quake_api::DEFAULT_MAX_RETRIES,
-            http_timeout_secs: Bounded(secs(quake_api::DEFAULT_TIMEOUT)),
-            max_response_mb: Bounded(quake_api::DEFAULT_MAX_RESPONSE_BYTES >> 20),
-            max_pages: Bounded(sync_engine::DEFAULT_MAX_PAGES),
-        }
-    }
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub source: SourceSettings,
+    pub sync: SyncSettings,
 }
 
 impl Config {
-    /// The upstream URL: `source.url`, else the kind's default.
-    pub fn source_url(&self) -> &str {
-        match &self.source.url {
-            Some(url) => &url.0,
-            None => self.source.kind.default_url(),
-        }
-    }
-
-    /// The admin token, if set. Never log it.
-    pub fn admin_token_secret(&self) -> Option<&str> {
-        self.http.admin_token.as_ref().map(|t| t.0.expose_secret())
-    }
-
     /// The effective configuration as TOML, secrets redacted, for `quakesync config`.
     pub fn redacted_toml(&self) -> Result<String, toml::ser::Error> {
         toml::to_string(self)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Value types: each checks itself, so a bad value fails where figment knows its key and
-// origin, and the message names what is wrong.
-
-/// An integer in `MIN..=MAX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "u64")]
-pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
-
-impl<const MIN: u64, const MAX: u64> Bounded<MIN, MAX> {
-    pub fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The value of a key bounded to `u32`.
-    pub fn get_u32(self) -> u32 {
-        u32::try_from(self.0).unwrap_or(u32::MAX)
-    }
-}
-
-impl<const MIN: u64, const MAX: u64> TryFrom<u64> for Bounded<MIN, MAX> {
-    type Error = String;
-
-    fn try_from(v: u64) -> Result<Self, String> {
-        if (MIN..=MAX).contains(&v) {
-            Ok(Bounded(v))
-        } else if MAX < u64::from(u32::MAX) {
-            Err(format!("{v} is outside {MIN}..={MAX}"))
-        } else if v < MIN {
-            Err(format!("{v} is below the minimum {MIN}"))
-        } else {
-            Err(format!("{v} is above the maximum {MAX}"))
-        }
-    }
-}
-
-impl<const MIN: u64, const MAX: u64> Serialize for Bounded<MIN, MAX> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0)
-    }
-}
-
-/// `postgres://…`, `postgresql://…` or `sqlite://PATH`: a secret (its password).
-#[derive(Deserialize)]
-#[serde(try_from = "String")]
-pub struct DatabaseUrl(SecretString);
-
-impl DatabaseUrl {
-    /// The real URL, for connecting. Never log it.
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-
-    /// The URL with its password and secret parameters hidden.
-    pub fn redacted(&self) -> String {
-        quake_core::redact_url(self.expose())
-    }
-}
-
-impl TryFrom<String> for DatabaseUrl {
-    type Error = String;
-
-    fn try_from(url: String) -> Result<Self, String> {
-        match quake_store::Backend::of_url(&url) {
-            Some(_) => Ok(DatabaseUrl(url.into())),
-            None => Err(format!(
-                "{:?} is not a database URL (expected postgres://…, postgresql://… or sqlite://PATH)",
-                quake_core::redact_url(&url)
-            )),
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DatabaseUrl")
-            .field(&self.redacted())
-            .finish()
-    }
-}
-
-impl Serialize for DatabaseUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.redacted())
-    }
-}
-
-/// The admin bearer token: a secret, never empty.
-#[derive(Debug, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AdminToken(SecretString);
-
-impl TryFrom<String> for AdminToken {
-    type Error = &'static str;
-
-    fn try_from(token: String) -> Result<Self, Self::Error> {
-        if token.is_empty() {
-            return Err("must not be empty (leave it unset to disable)");
-        }
-        Ok(AdminToken(token.into()))
-    }
-}
-
-impl Serialize for AdminToken {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(quake_core::REDACTED)
-    }
-}
-
-/// An http(s) URL with a host; shown redacted (it may carry credentials).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "String")]
-pub struct HttpUrl(String);
-
-impl Serialize for HttpUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&quake_core::redact_url(&self.0))
-    }
-}
-
-impl TryFrom<String> for HttpUrl {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        quake_api::check_url(&raw).map_err(|e| e.to_string())?;
-        Ok(HttpUrl(raw))
-    }
-}
-
-/// A finite number.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(try_from = "f64", into = "f64")]
-pub struct Finite(pub f64);
-
-impl TryFrom<f64> for Finite {
-    type Error = String;
-
-    fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() {
-            Ok(Finite(v))
-        } else {
-            Err(format!("{v} is not a finite number"))
-        }
-    }
-}
-
-impl From<Finite> for f64 {
-    fn from(v: Finite) -> f64 {
-        v.0
     }
 }
 
@@ -341,7 +90,11 @@ fn load_from(
         log::debug!("reading config file {}", path.display());
         figment = figment.merge(file_layer(path)?);
     }
-    for (key, flag, env, ..) in SETTINGS {
+    for arg in crate::cli::Cli::command().get_arguments() {
+        let key = arg.get_id().as_str();
+        let Some((section, name)) = key.split_once('.') else {
+            continue;
+        };
         // An empty value (`QUAKESYNC_OVERLAP_SECS=`) counts as unset.
         let Some(value) = matches
             .get_one::<String>(key)
@@ -350,11 +103,10 @@ fn load_from(
         else {
             continue;
         };
-        let origin = match matches.value_source(key) {
-            Some(ValueSource::EnvVariable) => format!("({env})"),
-            _ => format!("(--{flag})"),
+        let origin = match (matches.value_source(key), arg.get_env()) {
+            (Some(ValueSource::EnvVariable), Some(env)) => format!("({})", env.to_string_lossy()),
+            _ => format!("(--{})", arg.get_long().unwrap_or(key)),
         };
-        let (section, name) = key.split_once('.').unwrap_or((key, ""));
         let entry = Dict::from([(name.to_owned(), Value::from(value))]);
         figment = figment.merge(Layer {
             meta: Metadata::named(origin),
@@ -364,11 +116,7 @@ fn load_from(
     let mut config: Config = figment
         .extract_lossy()
         .map_err(|e| invalid(e, file.as_deref()))?;
-    let kind = config.source.kind;
-    config
-        .source
-        .url
-        .get_or_insert_with(|| HttpUrl(kind.default_url().to_owned()));
+    config.source.resolve_url();
     Ok(config)
 }
 
@@ -460,8 +208,9 @@ fn invalid(e: figment::Error, file: Option<&Path>) -> ConfigError {
 mod tests {
     use super::*;
     use crate::cli::Cli;
-    use clap::CommandFactory;
+    use quake_core::config::Finite;
     use std::fs;
+    use sync_engine::SourceKind;
 
     const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/quakesync.toml");
 
@@ -512,7 +261,7 @@ mod tests {
         assert!(c.http.admin_token.is_none());
         assert_eq!(c.source.kind, SourceKind::Fdsn);
         assert_eq!(
-            c.source_url(),
+            c.source.url(),
             "https://earthquake.usgs.gov/fdsnws/event/1/query"
         );
         assert!(c.source.start_time.is_none() && c.source.min_magnitude.is_none());
@@ -547,7 +296,14 @@ mod tests {
             from_file.redacted_toml()?,
             load_with(None, &[])?.redacted_toml()?
         );
-        for (key, ..) in SETTINGS {
+        let command = Cli::command();
+        let keys: Vec<&str> = command
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| id.contains('.'))
+            .collect();
+        assert_eq!(keys.len(), 17, "{keys:?}");
+        for key in keys {
             let (section, name) = key.split_once('.').ok_or("dotted key")?;
             assert!(text.contains(&format!("[{section}]")), "{section}");
             assert!(
@@ -584,10 +340,10 @@ mod tests {
         );
         assert_eq!(c.database.pool_size.get(), 4);
         assert_eq!(c.http.bind.to_string(), "0.0.0.0:9000");
-        assert_eq!(c.admin_token_secret(), Some("tok"));
+        assert_eq!(c.http.admin_token(), Some("tok"));
         assert_eq!(c.source.kind, SourceKind::Feed);
         // The URL follows the kind when not set explicitly.
-        assert_eq!(c.source_url(), quake_api::USGS_FEED_URL);
+        assert_eq!(c.source.url(), quake_api::USGS_FEED_URL);
         assert_eq!(
             c.source.start_time.map(|t| t.to_rfc3339()),
             Some("2024-01-02T03:04:05+00:00".to_owned())
@@ -622,7 +378,7 @@ mod tests {
         )?;
         assert_eq!(c.database.url.expose(), "postgresql://u@h/d");
         assert_eq!(c.http.bind.to_string(), "[::1]:7000");
-        assert_eq!(c.source_url(), quake_api::EMSC_FDSN_QUERY_URL);
+        assert_eq!(c.source.url(), quake_api::EMSC_FDSN_QUERY_URL);
         assert_eq!(c.sync.batch_size.get(), 42);
         assert!(c.sync.enabled);
         assert_eq!(c.sync.overlap_secs, 300);
@@ -635,7 +391,7 @@ mod tests {
             Some("[source]\nurl = \"https://example.org/q\"\n"),
             &["--source-kind", "emsc"],
         )?;
-        assert_eq!(c.source_url(), "https://example.org/q");
+        assert_eq!(c.source.url(), "https://example.org/q");
         Ok(())
     }
 
@@ -767,7 +523,7 @@ mod tests {
         assert!(shown[0].contains("admin_token = \"***\""), "{}", shown[0]);
         // Secrets still reach the code that needs them.
         assert_eq!(c.database.url.expose(), url);
-        assert_eq!(c.admin_token_secret(), Some(token));
+        assert_eq!(c.http.admin_token(), Some(token));
         // Invalid URLs are redacted in errors too.
         let msg = error(
             None,

@@ -73,31 +73,13 @@ async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             },
         },
-        cli::Command::Sync(args) => {
-            let engine = match app::engine(&config, migrate).await {
-                Ok(e) => e,
-                Err(e) => return fail(&e),
-            };
-            match engine.sync_once(Trigger::Cli).await {
+        cli::Command::Sync(args) => match app::engine(&config, migrate).await {
+            Err(e) => fail(&e),
+            Ok(engine) => match engine.sync_once(Trigger::Cli).await {
                 Err(e) => fail(&e.to_string()),
-                Ok(SyncOutcome::Skipped { running_run_id }) => skipped(running_run_id),
-                Ok(SyncOutcome::Succeeded(run)) | Ok(SyncOutcome::Failed(run)) => {
-                    if args.json {
-                        match serde_json::to_string_pretty(&run) {
-                            Ok(s) => println!("{s}"),
-                            Err(e) => return fail(&e.to_string()),
-                        }
-                    } else {
-                        println!("{}", summary_line(&run));
-                    }
-                    if run.status == quake_core::RunStatus::Succeeded {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-            }
-        }
+                Ok(outcome) => report(outcome, args.json),
+            },
+        },
         cli::Command::Serve => serve::serve(&config, migrate).await,
         cli::Command::Backfill(args) => backfill::run(&config, &args, migrate).await,
     }
@@ -114,11 +96,28 @@ fn fail_with(msg: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// A `sync` or `backfill` that found another run holding the lock.
-fn skipped(running_run_id: Option<i64>) -> ExitCode {
-    let who = running_run_id
-        .map(|id| format!(" (run {id})"))
-        .unwrap_or_default();
-    eprintln!("quakesync: another sync is running{who}; skipped");
-    ExitCode::from(EXIT_SKIPPED)
+/// The end of a `sync` or `backfill`: prints the run (its summary line, or with `json` its
+/// row as JSON) and gives the exit code: 0 succeeded, 1 failed, 75 skipped (lock held).
+fn report(outcome: SyncOutcome, json: bool) -> ExitCode {
+    let run = match outcome {
+        SyncOutcome::Skipped { running_run_id } => {
+            let who = running_run_id.map(|id| format!(" (run {id})"));
+            eprintln!(
+                "quakesync: another sync is running{}; skipped",
+                who.unwrap_or_default()
+            );
+            return ExitCode::from(EXIT_SKIPPED);
+        }
+        SyncOutcome::Succeeded(run) | SyncOutcome::Failed(run) => run,
+    };
+    if !json {
+        println!("{}", summary_line(&run));
+    } else if let Err(e) = serde_json::to_string_pretty(&run).map(|s| println!("{s}")) {
+        return fail(&e.to_string());
+    }
+    if run.status == quake_core::RunStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer};
 use status_http::AppState;
-use sync_engine::{Schedule, SyncService};
+use sync_engine::SyncService;
 use tokio::time::Instant;
 
 use crate::app;
@@ -42,15 +42,8 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         engine.source().kind(),
         engine.source().url()
     );
-    let service = SyncService::start(
-        engine,
-        Schedule {
-            enabled: config.sync.enabled,
-            interval: Duration::from_secs(config.sync.interval_secs.get()),
-            startup_delay: Duration::from_secs(config.sync.startup_delay_secs),
-        },
-    );
-    let admin_token = config.admin_token_secret();
+    let service = SyncService::start(engine, config.sync.schedule());
+    let admin_token = config.http.admin_token();
     log::info!(
         "Manual sync (POST /sync): {}",
         if admin_token.is_some() {

@@ -167,6 +167,24 @@ pub struct BackfillOutcome {
     pub query_requests: u64,
 }
 
+impl BackfillOutcome {
+    /// `backfill START .. END: D of T window(s) done (N this run); C count and Q query
+    /// request(s)`, once the backfill's key is known (not for a skipped run).
+    pub fn windows_line(&self) -> Option<String> {
+        let key = self.key.as_ref()?;
+        let done = self.plan.windows_done + self.windows_done;
+        Some(format!(
+            "backfill {} .. {}: {done} of {} window(s) done ({} this run); {} count and {} query request(s)",
+            key.range_start.0.to_rfc3339(),
+            key.range_end.0.to_rfc3339(),
+            self.plan.windows_total.max(done),
+            self.windows_done,
+            self.count_requests,
+            self.query_requests,
+        ))
+    }
+}
+
 /// Errors that keep a backfill from starting.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]

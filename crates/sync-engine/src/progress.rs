@@ -1,4 +1,6 @@
-//! Backfill progress as log lines, for a service or a command without a terminal.
+//! Backfill progress: log lines, for a service or a command without a terminal
+//! ([`log_lines`]), and with the `progress-bar` feature an indicatif bar for a terminal
+//! ([`bar`], [`terminal_or_log_lines`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,4 +63,76 @@ pub fn log_lines() -> ProgressFn {
             _ => {}
         }
     })
+}
+
+/// An indicatif bar on standard error when standard output and standard error are
+/// terminals, else [`log_lines`]: what `quakesync backfill` shows. Clear the bar with
+/// `finish_and_clear` once the backfill returns.
+#[cfg(feature = "progress-bar")]
+pub fn terminal_or_log_lines() -> (ProgressFn, Option<indicatif::ProgressBar>) {
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
+        let (progress, bar) = bar();
+        (progress, Some(bar))
+    } else {
+        (log_lines(), None)
+    }
+}
+
+/// A spinner while the windows are planned, then a bar over the events to fetch (rate and
+/// time left), with windows done/total in its message.
+#[cfg(feature = "progress-bar")]
+pub fn bar() -> (ProgressFn, indicatif::ProgressBar) {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message("planning windows...");
+    let style = ProgressStyle::with_template(
+        "{spinner} {elapsed_precise} [{bar:32}] {human_pos}/{human_len} events ({per_sec:1}, ETA {eta}) {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    // (windows done, windows in the plan)
+    let windows = Mutex::new((0u64, 0u64));
+    let b = bar.clone();
+    let progress: ProgressFn = Arc::new(move |e: &BackfillEvent| {
+        let Ok(mut w) = windows.lock() else { return };
+        match e {
+            BackfillEvent::Counted {
+                requests, count, ..
+            } => b.set_message(format!(
+                "planning windows: {requests} count request(s), last {}",
+                count.map_or_else(|| "over the limit".to_string(), |c| c.to_string())
+            )),
+            BackfillEvent::Planned(p) => {
+                *w = (p.windows_done, p.windows_total);
+                b.set_style(style.clone());
+                b.set_length(p.expected_events);
+                b.set_position(0);
+                b.reset_eta();
+                b.set_message(format!("windows {}/{}", w.0, w.1));
+            }
+            BackfillEvent::Page { totals, .. } => {
+                let pos = totals.fetched.max(0) as u64;
+                if b.length().is_some_and(|l| pos > l) {
+                    b.set_length(pos);
+                }
+                b.set_position(pos);
+            }
+            BackfillEvent::Split { .. } => {
+                w.1 += 1;
+                b.set_message(format!("windows {}/{}", w.0, w.1));
+            }
+            BackfillEvent::WindowDone {
+                windows_done,
+                windows_total,
+                ..
+            } => {
+                *w = (*windows_done, *windows_total);
+                b.set_message(format!("windows {windows_done}/{windows_total}"));
+            }
+            _ => {}
+        }
+    });
+    (progress, bar)
 }

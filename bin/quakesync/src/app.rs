@@ -41,27 +41,16 @@ pub async fn engine_with_source(
     Ok(engine)
 }
 
-/// SIGTERM and SIGINT, both installed at once (so neither kills the process while the
-/// other is awaited).
-pub struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    pub fn install() -> std::io::Result<StopSignals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-
-    /// The name of the next signal to arrive.
-    pub async fn next(&mut self) -> &'static str {
+/// The next SIGTERM or SIGINT, by name. Both handlers are installed at once, so neither
+/// signal kills the process while the other is awaited.
+pub fn stop_signal() -> std::io::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
         }
-    }
+    })
 }

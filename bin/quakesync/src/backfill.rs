@@ -65,9 +65,9 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
 /// SIGINT or SIGTERM: stop after the page being applied (the run is marked failed,
 /// finished windows stay done).
 async fn stop_on_signal(engine: Engine) {
-    match app::StopSignals::install() {
-        Ok(mut signals) => {
-            signals.next().await;
+    match app::stop_signal() {
+        Ok(signal) => {
+            signal.await;
         }
         Err(e) => {
             log::warn!("cannot install the SIGTERM handler ({e}); stopping on Ctrl-C only");

@@ -13,12 +13,15 @@ use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory as _};
-use figment::value::{Dict, Map, Value};
-use figment::{Figment, Metadata, Profile, Provider, Source};
+use figment::Figment;
+use figment::providers::Serialized;
+use figment::value::{Dict, Value};
 use quake_store::DatabaseSettings;
 use serde::{Deserialize, Serialize};
 use status_http::HttpSettings;
 use sync_engine::{SourceSettings, SyncSettings};
+
+use crate::cli::Cli;
 
 /// The config file read when neither `--config` nor `QUAKESYNC_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config/quakesync.toml";
@@ -88,57 +91,31 @@ fn load_from(
     let mut figment = Figment::new();
     if let Some(path) = &file {
         log::debug!("reading config file {}", path.display());
-        figment = figment.merge(file_layer(path)?);
+        figment = figment.merge(Serialized::defaults(file_values(path)?));
     }
-    for arg in crate::cli::Cli::command().get_arguments() {
+    for arg in Cli::command().get_arguments() {
         let key = arg.get_id().as_str();
-        let Some((section, name)) = key.split_once('.') else {
-            continue;
-        };
-        // An empty value (`QUAKESYNC_OVERLAP_SECS=`) counts as unset.
-        let Some(value) = matches
-            .get_one::<String>(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        else {
-            continue;
-        };
-        let origin = match (matches.value_source(key), arg.get_env()) {
-            (Some(ValueSource::EnvVariable), Some(env)) => format!("({})", env.to_string_lossy()),
-            _ => format!("(--{})", arg.get_long().unwrap_or(key)),
-        };
-        let entry = Dict::from([(name.to_owned(), Value::from(value))]);
-        figment = figment.merge(Layer {
-            meta: Metadata::named(origin),
-            data: Dict::from([(section.to_owned(), Value::from(entry))]),
-        });
+        if let Some(value) = key.contains('.').then(|| given(matches, key)).flatten() {
+            figment = figment.merge(Serialized::default(key, value));
+        }
     }
     let mut config: Config = figment
         .extract_lossy()
-        .map_err(|e| invalid(e, file.as_deref()))?;
+        .map_err(|e| invalid(e, file.as_deref(), matches))?;
     config.source.resolve_url();
     Ok(config)
 }
 
-/// One layer of values with where they came from.
-struct Layer {
-    meta: Metadata,
-    data: Dict,
+/// The value a flag or environment variable gives `key`. An empty value
+/// (`QUAKESYNC_OVERLAP_SECS=`) counts as unset.
+fn given<'a>(matches: &'a ArgMatches, key: &str) -> Option<&'a str> {
+    let value = matches.get_one::<String>(key)?.trim();
+    (!value.is_empty()).then_some(value)
 }
 
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        self.meta.clone()
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.data.clone()))
-    }
-}
-
-/// The config file as a layer. Parsed here (not by figment) so that a syntax error shows
-/// its position but never the line, which could hold a password.
-fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
+/// The config file's values. Parsed here (not by figment) so that a syntax error shows its
+/// position but never the line, which could hold a password.
+fn file_values(path: &Path) -> Result<Dict, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -169,22 +146,24 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
     fn dict(t: toml::Table) -> Dict {
         t.into_iter().map(|(k, v)| (k, value(v))).collect()
     }
-    Ok(Layer {
-        meta: Metadata::from("config file", path),
-        data: dict(table),
-    })
+    Ok(dict(table))
 }
 
-/// A figment error as ours: the key, where its value came from, and what is wrong.
-fn invalid(e: figment::Error, file: Option<&Path>) -> ConfigError {
-    let origin = match &e.metadata {
-        Some(m) if matches!(m.source, Some(Source::File(_))) => file
+/// A figment error as ours: the key, where its value came from (the flag or variable that
+/// gave it, else the file), and what is wrong.
+fn invalid(e: figment::Error, file: Option<&Path>, matches: &ArgMatches) -> ConfigError {
+    let key = e.path.join(".");
+    let command = Cli::command();
+    let arg = command.get_arguments().find(|a| a.get_id() == key.as_str());
+    let origin = match arg.filter(|_| given(matches, &key).is_some()) {
+        Some(arg) => match (matches.value_source(&key), arg.get_env()) {
+            (Some(ValueSource::EnvVariable), Some(env)) => format!(" ({})", env.to_string_lossy()),
+            _ => format!(" (--{})", arg.get_long().unwrap_or(&key)),
+        },
+        None => file
             .map(|p| format!(" in {}", p.display()))
             .unwrap_or_default(),
-        Some(m) => format!(" {}", m.name),
-        None => String::new(),
     };
-    let key = e.path.join(".");
     match e.kind {
         // The path ends with the unknown field already.
         figment::error::Kind::UnknownField(field, _) => ConfigError::UnknownKey {

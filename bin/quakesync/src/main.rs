@@ -60,18 +60,12 @@ async fn run(cli: cli::Cli, config: config::Config) -> ExitCode {
     let migrate = !cli.no_migrate;
     match cli.command {
         cli::Command::Config => ExitCode::SUCCESS,
-        cli::Command::Migrate => match app::store(&config, false).await {
+        cli::Command::Migrate => match app::store(&config, true).await {
             Err(e) => fail(&e),
-            Ok(store) => match store.migrate().await {
-                Ok(n) => {
-                    log::info!(
-                        "Migrations applied: {n} ({} is up to date)",
-                        store.url_redacted()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e.to_string()),
-            },
+            Ok(store) => {
+                log::info!("Database {} is up to date", store.url_redacted());
+                ExitCode::SUCCESS
+            }
         },
         cli::Command::Sync(args) => match app::engine(&config, migrate).await {
             Err(e) => fail(&e),

@@ -37,21 +37,15 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         engine.store().url_redacted(),
         engine.store().backend().as_str(),
     );
-    log::info!(
-        "Source: {} {}",
-        engine.source().kind(),
-        engine.source().url()
-    );
+    let source = engine.source();
+    log::info!("Source: {} {}", source.kind(), source.url());
     let service = SyncService::start(engine, config.sync.schedule());
     let admin_token = config.http.admin_token();
-    log::info!(
-        "Manual sync (POST /sync): {}",
-        if admin_token.is_some() {
-            "enabled (bearer token)"
-        } else {
-            "disabled (no admin token configured)"
-        }
-    );
+    let manual = match admin_token {
+        Some(_) => "enabled (bearer token)",
+        None => "disabled (no admin token configured)",
+    };
+    log::info!("Manual sync (POST /sync): {manual}");
     let state = AppState::for_service(&service)
         .with_admin_token(admin_token)
         .with_version(env!("CARGO_PKG_VERSION"));
@@ -74,7 +68,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
     let server_handle = server.handle();
     let mut server_task = tokio::spawn(server);
 
-    let mut signals = match app::StopSignals::install() {
+    let signal = match app::stop_signal() {
         Ok(s) => s,
         Err(e) => {
             server_handle.stop(false).await;
@@ -83,7 +77,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         }
     };
     let server_result = tokio::select! {
-        name = signals.next() => { log::info!("Received {name}, shutting down..."); None }
+        name = signal => { log::info!("Received {name}, shutting down..."); None }
         res = &mut server_task => Some(res),
     };
     if let Some(res) = server_result {

@@ -1,6 +1,6 @@
 //! Backfill progress: log lines, for a service or a command without a terminal
 //! ([`log_lines`]), and with the `progress-bar` feature an indicatif bar for a terminal
-//! ([`bar`], [`terminal_or_log_lines`]).
+//! (`bar`, `terminal_or_log_lines`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory as _};
 use figment::Figment;
+use figment::error::Kind;
 use figment::providers::Serialized;
 use figment::value::{Dict, Value};
 use quake_store::DatabaseSettings;
@@ -164,13 +165,23 @@ fn invalid(e: figment::Error, file: Option<&Path>, matches: &ArgMatches) -> Conf
             .map(|p| format!(" in {}", p.display()))
             .unwrap_or_default(),
     };
+    // A secret's value never shows, not even one of the wrong type.
+    let secret = arg.is_some_and(|a| a.is_hide_env_values_set());
     match e.kind {
         // The path ends with the unknown field already.
-        figment::error::Kind::UnknownField(field, _) => ConfigError::UnknownKey {
+        Kind::UnknownField(field, _) => ConfigError::UnknownKey {
             key: if key.is_empty() { field } else { key },
             origin,
         },
-        figment::error::Kind::UnknownVariant(found, expected) => ConfigError::Invalid {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) if secret => {
+            let reason = format!("expected {expected}");
+            ConfigError::Invalid {
+                key,
+                origin,
+                reason,
+            }
+        }
+        Kind::UnknownVariant(found, expected) => ConfigError::Invalid {
             key,
             origin,
             reason: format!("{found:?} is not one of {}", expected.join(", ")),
@@ -503,6 +514,13 @@ mod tests {
         // Secrets still reach the code that needs them.
         assert_eq!(c.database.url.expose(), url);
         assert_eq!(c.http.admin_token(), Some(token));
+        // A secret of the wrong type is not shown either.
+        let msg = error(Some("[http]\nadmin_token = 123456789\n"), &[]);
+        assert!(
+            msg.starts_with("invalid value for http.admin_token in "),
+            "{msg}"
+        );
+        assert!(!msg.contains("123456789"), "{msg}");
         // Invalid URLs are redacted in errors too.
         let msg = error(
             None,

@@ -40,15 +40,9 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("cannot print the configuration: {e}")),
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("quakesync: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     let code = runtime.block_on(run(cli, config));
     // Do not wait on blocking work still queued (SQLite calls) once the command is done.

@@ -34,6 +34,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -42,6 +43,7 @@ use quake_store::backfill::{self as progress_table, BackfillKey, BackfillWindow,
 use quake_store::{RunCounts, StoreError, Ts};
 
 use crate::engine::{Engine, EngineError, RunError, SyncOutcome, Trigger};
+use crate::pipeline::{Ahead, Feed, Fetched};
 use crate::source::BoxFuture;
 
 /// The pause between two upstream requests unless configured: a backfill is a bulk job
@@ -59,6 +61,18 @@ pub trait BackfillSource: Send + Sync {
     fn count<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<CountResponse, ApiError>>;
     /// The `query` method for `q`.
     fn query<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<Page, ApiError>>;
+}
+
+impl<T: BackfillSource + ?Sized> BackfillSource for Arc<T> {
+    fn url(&self) -> &str {
+        T::url(self)
+    }
+    fn count<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<CountResponse, ApiError>> {
+        T::count(self, q)
+    }
+    fn query<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<Page, ApiError>> {
+        T::query(self, q)
+    }
 }
 
 impl BackfillSource for FdsnClient {
@@ -258,7 +272,7 @@ impl Pacer {
 /// The state of one backfill run.
 struct Job<'a> {
     engine: &'a Engine,
-    source: &'a dyn BackfillSource,
+    source: Arc<dyn BackfillSource>,
     opts: &'a BackfillOptions,
     progress: Option<ProgressFn>,
     run_id: i64,
@@ -272,7 +286,8 @@ struct Job<'a> {
     plan: PlanSummary,
     windows_done: u64,
     count_requests: u64,
-    query_requests: u64,
+    /// Counted by the fetch side.
+    query_requests: Arc<AtomicU64>,
     totals: RunCounts,
 }
 
@@ -280,10 +295,12 @@ impl Engine {
     /// Backfills a range from `source` as one run of this engine (trigger `cli`): takes
     /// the guard (skipped at once when a sync or backfill holds it), plans or loads the
     /// windows, pages the windows not yet done, and finishes the run row. `progress`, when
-    /// given, sees each step. The sync cursor is never moved.
-    pub async fn backfill(
+    /// given, sees each step. The sync cursor is never moved. The next page is fetched and
+    /// parsed while the current one is written (one page ahead at most), so `source` is
+    /// cloned into a task of its own (an `Arc<dyn BackfillSource>` is a source too).
+    pub async fn backfill<S: BackfillSource + Clone + 'static>(
         &self,
-        source: &dyn BackfillSource,
+        source: &S,
         opts: &BackfillOptions,
         progress: Option<ProgressFn>,
     ) -> Result<BackfillOutcome, BackfillError> {
@@ -309,9 +326,10 @@ impl Engine {
             Ok(p) => p,
         };
         let started = Instant::now();
+        let url = source.url().to_string();
         let mut job = Job {
             engine: self,
-            source,
+            source: Arc::new(source.clone()),
             opts,
             progress,
             run_id: p.run.id,
@@ -326,14 +344,13 @@ impl Engine {
             plan: PlanSummary::default(),
             windows_done: 0,
             count_requests: 0,
-            query_requests: 0,
+            query_requests: Arc::default(),
             totals: RunCounts::default(),
         };
         log::info!(
-            "Backfill (run {}) from {} at {}",
+            "Backfill (run {}) from {} at {url}",
             p.run.id,
             opts.start.to_rfc3339(),
-            source.url()
         );
         let result = job.run().await.map_err(|message| RunError {
             message,
@@ -347,7 +364,7 @@ impl Engine {
             plan: job.plan,
             windows_done: job.windows_done,
             count_requests: job.count_requests,
-            query_requests: job.query_requests,
+            query_requests: job.query_requests.load(Ordering::Relaxed),
         })
     }
 }
@@ -361,7 +378,7 @@ impl Job<'_> {
 
     fn check_shutdown(&self) -> Result<(), String> {
         if self.engine.inner.shutdown.is_cancelled() {
-            Err(crate::service::INTERRUPTED.into())
+            Err(crate::engine::INTERRUPTED.into())
         } else {
             Ok(())
         }
@@ -467,35 +484,85 @@ impl Job<'_> {
         );
         self.emit(BackfillEvent::Planned(self.plan));
 
-        let mut todo: VecDeque<BackfillWindow> =
+        let todo: VecDeque<BackfillWindow> =
             windows.into_iter().filter(|w| !w.is_done()).collect();
+        let fetch = WindowFetch {
+            engine: self.engine.clone(),
+            source: self.source.clone(),
+            key: key.clone(),
+            todo,
+            limit: self.page_limit(),
+            min_magnitude: self.min_magnitude,
+            pacer: Pacer {
+                pause: self.pacer.pause,
+                last: self.pacer.last,
+            },
+            run_id: self.run_id,
+            requests: self.query_requests.clone(),
+        };
+        // The next page is fetched and parsed while this one is written.
+        let mut ahead = Ahead::spawn(|feed| fetch.run(feed));
         let mut windows_total = self.plan.windows_total;
         let mut windows_done = self.plan.windows_done;
-        while let Some(w) = todo.pop_front() {
-            match self.page_window(&key, &w).await? {
-                WindowEnd::Done { events } => {
-                    windows_done += 1;
-                    self.windows_done += 1;
-                    self.emit(BackfillEvent::WindowDone {
-                        window: (w.window_start.0, w.window_end.0),
-                        events,
-                        windows_done,
-                        windows_total,
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = self.engine.inner.shutdown.cancelled() => return Err(crate::engine::INTERRUPTED.into()),
+                step = ahead.next() => step,
+            };
+            match step {
+                Some(WindowStep::Page {
+                    window: (a, b),
+                    page,
+                    done,
+                    from,
+                }) => {
+                    let records = page.len() as u64;
+                    let res = self
+                        .engine
+                        .commit_page(
+                            self.run_id,
+                            &self.holder,
+                            page,
+                            &mut self.totals,
+                            done.as_ref(),
+                        )
+                        .await?;
+                    log::debug!(
+                        "run {}: window {a} .. {b}, page from {from:?}: {}",
+                        self.run_id,
+                        crate::engine::summary(&res.counts)
+                    );
+                    self.emit(BackfillEvent::Page {
+                        window: (a, b),
+                        records,
                         totals: self.totals,
                     });
-                }
-                WindowEnd::Split(parts) => {
-                    windows_total += 1;
-                    self.emit(BackfillEvent::Split {
-                        window: (w.window_start.0, w.window_end.0),
-                    });
-                    for part in parts.into_iter().rev() {
-                        todo.push_front(part);
+                    if let Some(done) = done {
+                        windows_done += 1;
+                        self.windows_done += 1;
+                        self.emit(BackfillEvent::WindowDone {
+                            window: (a, b),
+                            events: u64::try_from(done.events).unwrap_or(0),
+                            windows_done,
+                            windows_total,
+                            totals: self.totals,
+                        });
                     }
                 }
+                Some(WindowStep::Split { window: (a, b), parts }) => {
+                    let mut conn = self.conn().await?;
+                    progress_table::split_window(&mut conn.db(), &key, Ts(a), &parts)
+                        .await
+                        .map_err(|e| format!("database: {e}"))?;
+                    windows_total += 1;
+                    self.emit(BackfillEvent::Split { window: (a, b) });
+                }
+                Some(WindowStep::Done) => return Ok(()),
+                Some(WindowStep::Failed(message)) => return Err(message),
+                None => return Err(crate::engine::FETCH_GONE.into()),
             }
         }
-        Ok(())
     }
 
     /// Counts windows, splitting those over the cap, into a plan in time order.
@@ -575,15 +642,72 @@ impl Job<'_> {
         batch.min(cap).max(1)
     }
 
-    /// Pages one window to its end (marking it done with its last page), or splits it when
-    /// the service refuses it as too large.
+}
+
+/// What the fetch side of a backfill hands the writer, in order.
+enum WindowStep {
+    /// A page of `window`, checked by the keyset and converted; `done` when it is the
+    /// window's last (the window is marked done in the page's transaction).
+    Page {
+        window: (DateTime<Utc>, DateTime<Utc>),
+        page: Fetched,
+        done: Option<WindowDone>,
+        from: Option<DateTime<Utc>>,
+    },
+    /// The service refused `window` as too large: it is replaced by `parts` in the plan
+    /// (the fetch side pages the parts next).
+    Split {
+        window: (DateTime<Utc>, DateTime<Utc>),
+        parts: Vec<BackfillWindow>,
+    },
+    /// Every window is paged.
+    Done,
+    /// The upstream failed, or did not page as asked: nothing of that answer is written.
+    Failed(String),
+}
+
+/// The fetch side of a backfill: the windows not yet done, in time order, each paged by
+/// keyset, one page ahead of the writer (across windows too).
+struct WindowFetch {
+    engine: Engine,
+    source: Arc<dyn BackfillSource>,
+    key: BackfillKey,
+    todo: VecDeque<BackfillWindow>,
+    limit: u32,
+    min_magnitude: Option<f64>,
+    pacer: Pacer,
+    run_id: i64,
+    requests: Arc<AtomicU64>,
+}
+
+impl WindowFetch {
+    async fn run(mut self, feed: Feed<WindowStep>) {
+        while let Some(w) = self.todo.pop_front() {
+            match self.page_window(&feed, &w).await {
+                Ok(None) => {}
+                Ok(Some(parts)) => {
+                    for part in parts.into_iter().rev() {
+                        self.todo.push_front(part);
+                    }
+                }
+                Err(()) => return,
+            }
+        }
+        if let Some(slot) = feed.slot().await {
+            slot.send(WindowStep::Done);
+        }
+    }
+
+    /// Pages one window to its end (its last page carries the window's done mark); the
+    /// parts when the service refuses it as too large. `Err` when the run ends here (a
+    /// failure was sent, or the writer has stopped).
     async fn page_window(
         &mut self,
-        key: &BackfillKey,
+        feed: &Feed<WindowStep>,
         w: &BackfillWindow,
-    ) -> Result<WindowEnd, String> {
+    ) -> Result<Option<Vec<BackfillWindow>>, ()> {
         let (a, b) = (w.window_start.0, w.window_end.0);
-        let limit = self.page_limit();
+        let limit = self.limit;
         let expected = w.expected.and_then(|n| u64::try_from(n).ok());
         let (ceiling, why) =
             crate::engine::page_ceiling(expected, limit, self.engine.inner.config.max_pages);
@@ -591,88 +715,81 @@ impl Job<'_> {
         let mut events: u64 = 0;
         let mut pages: i64 = 0;
         loop {
-            self.check_shutdown()?;
+            let slot = feed.slot().await.ok_or(())?;
             let ask = match keyset.next_ask() {
                 Ok(Some(ask)) => ask,
-                // Paging ends with the page that says so, which marks the window done.
-                Ok(None) => return Ok(WindowEnd::Done { events }),
-                Err(e) => return Err(format!("window {a} .. {b}: {e}")),
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    slot.send(WindowStep::Failed(format!("window {a} .. {b}: {e}")));
+                    return Err(());
+                }
             };
-            self.pacer.wait(self.engine).await;
-            self.check_shutdown()?;
-            let mut q = self.base_query(a, b);
+            self.pacer.wait(&self.engine).await;
+            let mut q = FdsnQuery {
+                starttime: Some(a),
+                endtime: Some(b),
+                minmagnitude: self.min_magnitude,
+                includedeleted: true,
+                ..FdsnQuery::default()
+            };
             ask.apply(&mut q);
-            self.query_requests += 1;
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let page = match self.engine.observe(self.source.query(&q).await) {
                 Ok(p) => p,
                 Err(e) if exceeds_search_limit(&e) => {
                     let Some(mid) = midpoint(a, b) else {
-                        return Err(format!(
+                        slot.send(WindowStep::Failed(format!(
                             "upstream refused the one-second window {a} .. {b} as too large: {e}"
-                        ));
+                        )));
+                        return Err(());
                     };
                     log::warn!(
                         "window {a} .. {b} is too large for the service ({e}); splitting it at {mid}"
                     );
                     let parts = vec![
-                        BackfillWindow::planned(key, Ts(a), Ts(mid), None),
-                        BackfillWindow::planned(key, Ts(mid), Ts(b), None),
+                        BackfillWindow::planned(&self.key, Ts(a), Ts(mid), None),
+                        BackfillWindow::planned(&self.key, Ts(mid), Ts(b), None),
                     ];
-                    let mut conn = self.conn().await?;
-                    progress_table::split_window(&mut conn.db(), key, Ts(a), &parts)
-                        .await
-                        .map_err(|e| format!("database: {e}"))?;
-                    return Ok(WindowEnd::Split(parts));
+                    slot.send(WindowStep::Split {
+                        window: (a, b),
+                        parts: parts.clone(),
+                    });
+                    return Ok(Some(parts));
                 }
-                Err(e) => return Err(format!("upstream: {e}")),
+                Err(e) => {
+                    slot.send(WindowStep::Failed(format!("upstream: {e}")));
+                    return Err(());
+                }
             };
-            // Checked before anything of it is written; records read before are dropped.
-            let page = keyset
-                .accept(&ask, page)
-                .map_err(|e| format!("window {a} .. {b}: {e}"))?;
-            let n = page.record_count();
+            // Checked before anything of it is written; records read before are written.
+            let page = match keyset.accept(&ask, page) {
+                Ok(page) => page,
+                Err(e) => {
+                    slot.send(WindowStep::Failed(format!("window {a} .. {b}: {e}")));
+                    return Err(());
+                }
+            };
             let last = keyset.is_done();
-            events += n as u64;
+            events += page.record_count() as u64;
             pages += 1;
             let done = last.then(|| WindowDone {
-                key: key.clone(),
+                key: self.key.clone(),
                 window_start: w.window_start,
                 events: i64::try_from(events).unwrap_or(i64::MAX),
                 pages,
                 run_id: Some(self.run_id),
             });
-            let res = self
-                .engine
-                .commit_page(
-                    self.run_id,
-                    &self.holder,
-                    page,
-                    &mut self.totals,
-                    done.as_ref(),
-                )
-                .await?;
-            let totals = self.totals;
-            log::debug!(
-                "run {}: window {a} .. {b}, page from {:?}: {}",
-                self.run_id,
-                ask.starttime,
-                crate::engine::summary(&res.counts)
-            );
-            self.emit(BackfillEvent::Page {
+            slot.send(WindowStep::Page {
                 window: (a, b),
-                records: n as u64,
-                totals,
+                page: Fetched::convert(page, self.run_id),
+                done,
+                from: ask.starttime,
             });
             if last {
-                return Ok(WindowEnd::Done { events });
+                return Ok(None);
             }
         }
     }
-}
-
-enum WindowEnd {
-    Done { events: u64 },
-    Split(Vec<BackfillWindow>),
 }
 
 #[cfg(test)]

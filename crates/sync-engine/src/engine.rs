@@ -9,11 +9,11 @@ use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs};
 use tokio::sync::{OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::record::{to_record, to_rejected};
+use crate::pipeline::{Ahead, Feed, Fetched};
 use crate::source::{PageRequest, Source};
 use crate::status::{CurrentRun, StatusSnapshot};
 use crate::upstream::{UpstreamCounter, UpstreamCounts, UpstreamOutcome};
-use quake_api::{Keyset, pages_for_count};
+use quake_api::{Keyset, PageAsk, pages_for_count};
 pub use quake_core::{RunStatus, Trigger};
 
 /// What the engine needs to know; the binary fills it from configuration.
@@ -431,36 +431,31 @@ impl Engine {
         &self,
         run_id: i64,
         holder: &LockCheck,
-        page: quake_api::Page,
+        page: Fetched,
         totals: &mut RunCounts,
         done: Option<&quake_store::backfill::WindowDone>,
     ) -> Result<quake_store::PageResult, String> {
-        let records: Vec<_> = page.events.iter().map(to_record).collect();
-        let rejected: Vec<_> = page
-            .rejected
-            .iter()
-            .map(|r| to_rejected(r, run_id))
-            .collect();
-        drop(page);
         // A run that lost the cluster lock writes nothing more.
         self.check_lock(holder).await?;
         let res = {
             let mut conn = self.inner.store.conn().await.map_err(|e| e.to_string())?;
             let mut db = conn.db();
             let (run, decide) = (Some(run_id), crate::policy::decide);
+            let (records, rejected) = (&page.records, &page.rejected);
             match done {
                 None => {
-                    quake_store::write::apply_page(&mut db, run, &records, &rejected, decide).await
+                    quake_store::write::apply_page(&mut db, run, records, rejected, decide).await
                 }
                 Some(d) => {
                     quake_store::backfill::apply_window_page(
-                        &mut db, run, &records, &rejected, d, decide,
+                        &mut db, run, records, rejected, d, decide,
                     )
                     .await
                 }
             }
             .map_err(|e| format!("database: {e}"))?
         };
+        drop(page);
         totals.add(&res.counts);
         let published = *totals;
         self.inner.status.send_modify(|s| {
@@ -517,50 +512,48 @@ impl Engine {
             None
         };
         let (ceiling, why) = page_ceiling(counted, batch, cfg.max_pages);
-        let mut keyset = Keyset::new(Some(start_time), None, batch).with_ceiling(ceiling, why);
+        let keyset = Keyset::new(Some(start_time), None, batch).with_ceiling(ceiling, why);
+        let fetch = SyncFetch {
+            engine: self.clone(),
+            keyset,
+            paged,
+            template: request(None, None, batch),
+            run_start,
+            run_id,
+        };
+        // The next page is fetched and parsed while this one is written.
+        let mut ahead = Ahead::spawn(|feed| fetch.run(feed));
         let mut generated: Option<DateTime<Utc>> = None;
         loop {
-            if self.inner.shutdown.is_cancelled() {
-                return Err(fail(INTERRUPTED.into(), totals));
-            }
-            let ask = match keyset.next_ask() {
-                Ok(Some(ask)) => ask,
-                Ok(None) => break,
-                Err(e) => return Err(fail(e.to_string(), totals)),
-            };
-            let req = request(ask.starttime, ask.endtime, ask.limit);
-            // A shutdown does not wait for a slow upstream: nothing of this page is written.
-            let page = tokio::select! {
-                page = source.fetch_page(&req) => self.observe(page).map_err(|e| fail(format!("upstream: {e}"), totals))?,
+            let step = tokio::select! {
+                biased;
                 () = self.inner.shutdown.cancelled() => return Err(fail(INTERRUPTED.into(), totals)),
+                step = ahead.next() => step,
             };
-            // The oldest `generated` of the run's pages: a page served from a stale cache
-            // or replica lacks what changed after its `generated`, so a cursor taken from a
-            // newer page would skip those changes forever. An older cursor only re-reads.
-            let page_generated = page.generated.unwrap_or(run_start);
-            generated = Some(generated.map_or(page_generated, |g| g.min(page_generated)));
-            // Checked before anything of it is written: an upstream that does not page as
-            // asked ends the run here, and the records read before are dropped.
-            let page = if paged {
-                keyset
-                    .accept(&ask, page)
-                    .map_err(|e| fail(e.to_string(), totals))?
-            } else {
-                page
+            let (page, page_generated, from) = match step {
+                Some(SyncStep::Page {
+                    page,
+                    generated,
+                    from,
+                }) => (page, generated, from),
+                Some(SyncStep::Done) => break,
+                Some(SyncStep::Failed(message)) => return Err(fail(message, totals)),
+                None => return Err(fail(FETCH_GONE.into(), totals)),
             };
             let res = self
                 .commit_page(run_id, &holder, page, &mut totals, None)
                 .await
                 .map_err(|m| fail(m, totals))?;
+            // The oldest `generated` of the run's pages: a page served from a stale cache
+            // or replica lacks what changed after its `generated`, so a cursor taken from a
+            // newer page would skip those changes forever. An older cursor only re-reads.
+            generated = Some(generated.map_or(page_generated, |g| g.min(page_generated)));
             log::debug!(
-                "run {run_id}: page from {:?} applied: {}",
-                ask.starttime,
+                "run {run_id}: page from {from:?} applied: {}",
                 summary(&res.counts)
             );
-            if !paged {
-                break;
-            }
         }
+        drop(ahead);
         let overlap = chrono::Duration::from_std(cfg.overlap).unwrap_or(chrono::Duration::zero());
         let new_cursor = generated.unwrap_or(run_start) - overlap;
         self.check_lock(&holder)
@@ -583,6 +576,99 @@ impl Engine {
             .status
             .send_modify(|s| s.cursor = Some(new_cursor));
         Ok(totals)
+    }
+}
+
+/// Why a run fails when its fetch task ended without saying how (it panicked).
+pub(crate) const FETCH_GONE: &str =
+    "the upstream side of the run stopped without an answer or an error (a panic: see the log); nothing more was written";
+
+/// What the fetch side of a sync hands the writer.
+enum SyncStep {
+    /// A page, checked by the keyset and converted; `generated` is the upstream's (or the
+    /// run's start when it sent none), `from` the request's `starttime` (for the log).
+    Page {
+        page: Fetched,
+        generated: DateTime<Utc>,
+        from: Option<DateTime<Utc>>,
+    },
+    /// Paging has ended (a short page was the last one).
+    Done,
+    /// The upstream failed, or did not page as asked: nothing of that answer is written.
+    Failed(String),
+}
+
+/// The fetch side of a sync: keyset paging of the source, one page ahead of the writer.
+struct SyncFetch {
+    engine: Engine,
+    keyset: Keyset,
+    paged: bool,
+    /// The run's request; each page sets `starttime`, `endtime` and `limit`.
+    template: PageRequest,
+    run_start: DateTime<Utc>,
+    run_id: i64,
+}
+
+impl SyncFetch {
+    async fn run(mut self, feed: Feed<SyncStep>) {
+        let mut sent = false;
+        loop {
+            let Some(slot) = feed.slot().await else {
+                return;
+            };
+            if sent && !self.paged {
+                slot.send(SyncStep::Done);
+                return;
+            }
+            let ask = match self.keyset.next_ask() {
+                Ok(Some(ask)) => ask,
+                Ok(None) => {
+                    slot.send(SyncStep::Done);
+                    return;
+                }
+                Err(e) => {
+                    slot.send(SyncStep::Failed(e.to_string()));
+                    return;
+                }
+            };
+            let step = self.page(&ask).await;
+            let failed = matches!(step, SyncStep::Failed(_));
+            slot.send(step);
+            if failed {
+                return;
+            }
+            sent = true;
+        }
+    }
+
+    async fn page(&mut self, ask: &PageAsk) -> SyncStep {
+        let req = PageRequest {
+            starttime: ask.starttime,
+            endtime: ask.endtime,
+            limit: ask.limit,
+            ..self.template.clone()
+        };
+        let source = self.engine.inner.source.as_ref();
+        let page = match self.engine.observe(source.fetch_page(&req).await) {
+            Ok(page) => page,
+            Err(e) => return SyncStep::Failed(format!("upstream: {e}")),
+        };
+        let generated = page.generated.unwrap_or(self.run_start);
+        // Checked before anything of it is written: an upstream that does not page as
+        // asked ends the run here, after the pages read before it are written.
+        let page = if self.paged {
+            match self.keyset.accept(ask, page) {
+                Ok(page) => page,
+                Err(e) => return SyncStep::Failed(e.to_string()),
+            }
+        } else {
+            page
+        };
+        SyncStep::Page {
+            page: Fetched::convert(page, self.run_id),
+            generated,
+            from: ask.starttime,
+        }
     }
 }
 

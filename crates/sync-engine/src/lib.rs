@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod config;
 pub mod engine;
+mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod record;

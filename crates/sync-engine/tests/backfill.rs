@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -273,15 +273,15 @@ both_backends!(
         let engine = engine(store.clone(), &client, 100);
         let (start, end) = range();
 
-        // The upstream goes down after the 17th page has committed (in the middle of a window).
-        let pages = Arc::new(AtomicU64::new(0));
+        // The upstream goes down after answering 17 pages (in the middle of a window): the
+        // counts are done once the plan is, and the next 17 requests are the pages. (The
+        // 18th page is asked while the 17th is written: a count of committed pages would
+        // not say which request is the next.)
         let progress: sync_engine::ProgressFn = {
-            let (mock, pages) = (mock.clone(), pages.clone());
+            let mock = mock.clone();
             Arc::new(move |e: &BackfillEvent| {
-                if let BackfillEvent::Page { .. } = e
-                    && pages.fetch_add(1, Ordering::SeqCst) + 1 == 17
-                {
-                    mock.fail_after(Some(0));
+                if let BackfillEvent::Planned(_) = e {
+                    mock.fail_after(Some(17));
                 }
             })
         };

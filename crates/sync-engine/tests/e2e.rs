@@ -369,7 +369,8 @@ both_backends!(
             let engine = engine.clone();
             async move { engine.sync_once(Trigger::Scheduled).await }
         });
-        page2.arrived().await; // page 1 committed, page 2 in flight
+        page2.arrived().await; // page 2 in flight
+        pages_committed(engine.subscribe(), 1).await;
         let dead_run = engine.status().current.unwrap().run_id;
         task.abort(); // the process "dies" between pages
         let _ = task.await;

@@ -574,6 +574,7 @@ async fn a_run_that_loses_its_lock_writes_nothing_more() {
     });
     // The lock's session is killed while page 2 is in flight (held at the upstream).
     page2.arrived().await;
+    pages_committed(engine.subscribe(), 1).await;
     kill_lock_holder(&store, &db.url).await;
     page2.open();
     let outcome = tokio::time::timeout(Duration::from_secs(20), task)

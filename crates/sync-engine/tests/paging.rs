@@ -199,7 +199,8 @@ both_backends!(
             async move { engine.sync_once(Trigger::Cli).await }
         });
 
-        page2.arrived().await; // page 1 (events 1..=20 by time) committed, page 2 asked
+        page2.arrived().await; // page 2 asked
+        pages_committed(engine.subscribe(), 1).await; // page 1 (events 1..=20 by time)
         assert_eq!(catalogue(&store).await.len(), 20);
         let mut after = before.clone();
         let merges = move_the_catalogue(&mut after);

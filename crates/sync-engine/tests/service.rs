@@ -54,7 +54,8 @@ async fn shutdown_stops_a_running_sync_after_its_committed_page() {
         },
     );
     assert!(service.scheduler().enabled());
-    page2.arrived().await; // page 1 committed, page 2 in flight
+    page2.arrived().await; // page 2 in flight
+    pages_committed(service.subscribe(), 1).await;
     let run_id = service.status().current.unwrap().run_id;
     // A manual trigger meets the running sync.
     assert!(matches!(

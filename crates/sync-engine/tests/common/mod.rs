@@ -497,3 +497,18 @@ pub async fn kill_lock_holder(store: &quake_store::Store, url: &str) {
         .await
         .unwrap();
 }
+
+/// Waits until the running run seen by `status` (an engine's or a service's `subscribe()`)
+/// has committed `pages` pages. The engine fetches the next page while it writes the
+/// current one, so a request arriving upstream says nothing about the page before it:
+/// this does. (60 s only guards a hang.)
+pub async fn pages_committed(
+    mut status: tokio::sync::watch::Receiver<sync_engine::StatusSnapshot>,
+    pages: i64,
+) {
+    let wait = status.wait_for(|s| s.current.as_ref().is_some_and(|c| c.counts.pages >= pages));
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .expect("the pages commit")
+        .expect("the engine lives");
+}

@@ -484,8 +484,7 @@ impl Job<'_> {
         );
         self.emit(BackfillEvent::Planned(self.plan));
 
-        let todo: VecDeque<BackfillWindow> =
-            windows.into_iter().filter(|w| !w.is_done()).collect();
+        let todo: VecDeque<BackfillWindow> = windows.into_iter().filter(|w| !w.is_done()).collect();
         let fetch = WindowFetch {
             engine: self.engine.clone(),
             source: self.source.clone(),
@@ -550,7 +549,10 @@ impl Job<'_> {
                         });
                     }
                 }
-                Some(WindowStep::Split { window: (a, b), parts }) => {
+                Some(WindowStep::Split {
+                    window: (a, b),
+                    parts,
+                }) => {
                     let mut conn = self.conn().await?;
                     progress_table::split_window(&mut conn.db(), &key, Ts(a), &parts)
                         .await
@@ -641,7 +643,6 @@ impl Job<'_> {
         let cap = u32::try_from(self.effective_cap()).unwrap_or(USGS_MAX_LIMIT);
         batch.min(cap).max(1)
     }
-
 }
 
 /// What the fetch side of a backfill hands the writer, in order.

@@ -580,8 +580,7 @@ impl Engine {
 }
 
 /// Why a run fails when its fetch task ended without saying how (it panicked).
-pub(crate) const FETCH_GONE: &str =
-    "the upstream side of the run stopped without an answer or an error (a panic: see the log); nothing more was written";
+pub(crate) const FETCH_GONE: &str = "the upstream side of the run stopped without an answer or an error (a panic: see the log); nothing more was written";
 
 /// What the fetch side of a sync hands the writer.
 enum SyncStep {

@@ -24,6 +24,8 @@
 //!    (3 x its pages + 10) or than `sync.max_pages`. Each page is one transaction; the
 //!    window is marked done in the transaction of its last page. A page answering 400
 //!    "exceeds search limit" splits its window (the plan is updated) instead of failing.
+//!    The next page, of this window or the next one, is fetched and parsed while the
+//!    current one is written (one page ahead at most; see the crate README).
 //! 3. **Resume.** Run again with the same range (and filter), a backfill loads the stored
 //!    plan instead of counting again and skips every window marked done. Without an
 //!    explicit end it resumes the latest unfinished backfill starting at the same time,

@@ -156,6 +156,7 @@ async fn postgres_restarted_mid_sync_fails_the_run_and_the_pool_recovers() {
 
     // Page 1 committed, page 2 held at the upstream: restart PostgreSQL now.
     page2.arrived().await;
+    serve.wait_pages(1).await;
     let st = status(port).await;
     assert_eq!(st["current_sync"]["progress"]["pages"], 1, "{st}");
     let run_id = st["current_sync"]["run_id"].as_i64().unwrap();

@@ -47,6 +47,7 @@ async fn killed_between_pages(db: TestDb) {
         .spawn()
         .unwrap();
     page2.arrived().await;
+    wait_pages(&db.url, 1).await;
     signal(child.id(), "KILL");
     let _ = child.wait();
     page2.open();

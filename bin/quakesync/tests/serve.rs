@@ -30,9 +30,11 @@ async fn sigterm_during_a_sync_exits_0_with_the_run_finished() {
         .env("QUAKESYNC_BATCH_SIZE", "3");
     let mut serve = Serve::start(cmd, dir.path(), "serve");
     serve.wait_ready().await;
-    // Page 1 committed; page 2's request waits at the upstream.
+    // Page 2's request waits at the upstream; page 1 is committed (or being written while
+    // page 2 is asked: wait for it).
     page2.arrived().await;
     let run_id = serve.wait_running().await;
+    serve.wait_pages(1).await;
 
     // `/sync-status` answers while the sync holds the lock and waits on the upstream (it
     // answers from memory: were it waiting for the sync, it would not answer at all).

@@ -110,10 +110,38 @@ impl Serve {
         panic!("no sync started: {}", self.log());
     }
 
+    /// Waits until `/sync-status` shows the running sync with `pages` committed pages (60 s
+    /// at most, a guard against a hang).
+    pub async fn wait_pages(&self, pages: i64) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(60) {
+            let (_, st) = http(self.port, "GET", "/sync-status", None).await.unwrap();
+            if st["current_sync"]["progress"]["pages"].as_i64() >= Some(pages) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("page {pages} never committed: {}", self.log());
+    }
+
     /// SIGTERM, then the exit code (panics after 60 s: a guard against a hang, not a
     /// latency claim).
     pub fn terminate(&mut self) -> Option<i32> {
         self.terminate_timed().0
+    }
+
+    /// Waits until `/sync-status` shows the running sync with `pages` committed pages (60 s
+    /// at most, a guard against a hang).
+    pub async fn wait_pages(&self, pages: i64) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(60) {
+            let (_, st) = http(self.port, "GET", "/sync-status", None).await.unwrap();
+            if st["current_sync"]["progress"]["pages"].as_i64() >= Some(pages) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("page {pages} never committed: {}", self.log());
     }
 
     /// SIGTERM, then the exit code and how long the process took to exit.
@@ -211,6 +239,20 @@ pub async fn all_runs(url: &str) -> Vec<SyncRun> {
     let mut r = runs::latest_runs(&mut conn.db(), 100).await.unwrap();
     r.reverse();
     r
+}
+
+/// Waits until the latest run row shows `pages` committed pages (60 s at most, a guard
+/// against a hang). The engine asks for the next page while it writes the current one, so
+/// a request held upstream says nothing about the page before it: this does.
+pub async fn wait_pages(url: &str, pages: i64) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if all_runs(url).await.last().is_some_and(|r| r.pages >= pages) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("page {pages} never committed");
 }
 
 /// id → `updated` (ms) of every stored event.

@@ -130,20 +130,6 @@ impl Serve {
         self.terminate_timed().0
     }
 
-    /// Waits until `/sync-status` shows the running sync with `pages` committed pages (60 s
-    /// at most, a guard against a hang).
-    pub async fn wait_pages(&self, pages: i64) {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(60) {
-            let (_, st) = http(self.port, "GET", "/sync-status", None).await.unwrap();
-            if st["current_sync"]["progress"]["pages"].as_i64() >= Some(pages) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("page {pages} never committed: {}", self.log());
-    }
-
     /// SIGTERM, then the exit code and how long the process took to exit.
     pub fn terminate_timed(&mut self) -> (Option<i32>, Duration) {
         signal(self.child.id(), "TERM");

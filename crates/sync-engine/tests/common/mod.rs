@@ -492,8 +492,14 @@ pub async fn kill_lock_holder(store: &quake_store::Store, url: &str) {
         .await
         .unwrap();
     tokio::spawn(conn);
+    // With a timeout, pg_terminate_backend waits until the session has ended (its locks
+    // freed) instead of returning once the signal is sent: on a loaded machine the run
+    // could otherwise still find the dying session holding the lock and write a page more.
     client
-        .query("SELECT pg_terminate_backend($1)", &[&holder.pid])
+        .query(
+            "SELECT pg_terminate_backend($1, $2)",
+            &[&holder.pid, &60_000_i64],
+        )
         .await
         .unwrap();
 }

@@ -484,13 +484,95 @@ macro_rules! after {
     }};
 }
 
+/// From this many skipped rows on, [`query_events`] pages by keyset internally (see there).
+pub const KEYSET_SKIP: i64 = 1000;
+
 /// The rows an [`EventQuery`] selects, in its order, paged by `limit`/`offset`.
 ///
 /// With `eventid`, the result is the event that id resolves to ([`find_by_any_id`]), when
 /// `includedeleted` admits it: at most one row, the other filters ignored (as USGS).
+///
+/// A deep `offset` ([`KEYSET_SKIP`] rows or more) is not paid row by row: one statement
+/// finds the page's ids by skipping over the order's index alone (`id IN (SELECT id … ORDER
+/// BY … OFFSET … LIMIT …)`; the time index carries `status` and `merged_into`, so a time-ordered
+/// skip reads no table row), then reads just those rows. Same statement, same snapshot: the
+/// page is exactly what plain `OFFSET` returns ([`query_events_plain_offset`]).
 pub async fn query_events(
     conn: &mut DbConn<'_>,
     query: &EventQuery,
+) -> QueryResult<Vec<Earthquake>> {
+    query_events_by(conn, query, true).await
+}
+
+/// [`query_events`] with a deep offset read row by row (plain `OFFSET`): the reference the
+/// keyset path is tested against.
+#[doc(hidden)]
+pub async fn query_events_plain_offset(
+    conn: &mut DbConn<'_>,
+    query: &EventQuery,
+) -> QueryResult<Vec<Earthquake>> {
+    query_events_by(conn, query, false).await
+}
+
+/// The rows of `query` in its order, all filters, continuation and order applied (no paging),
+/// on PostgreSQL.
+macro_rules! pg_selection {
+    ($query:expr) => {{
+        let query: &EventQuery = $query;
+        let mut q = filtered!(e::earthquakes.into_boxed::<diesel::pg::Pg>(), query, false);
+        q = after!(q, query);
+        if let Some(boxes) = query.small_boxes() {
+            q = q.filter(pg_in_boxes(&boxes));
+        }
+        if let Some(boxes) = query.radius.as_ref().and_then(Radius::boxes) {
+            q = q.filter(pg_in_boxes(&boxes));
+        }
+        pg_ordered!(q, query.orderby)
+    }};
+}
+
+macro_rules! pg_ordered {
+    ($q:expr, $orderby:expr) => {{
+        use crate::schema::earthquakes::dsl as e;
+        match $orderby {
+            OrderBy::Time => $q.order((e::time.desc(), e::id.desc())),
+            OrderBy::TimeAsc => $q.order((e::time.asc(), e::id.asc())),
+            OrderBy::Magnitude => $q.order((e::magnitude.desc().nulls_last(), e::id.desc())),
+            OrderBy::MagnitudeAsc => $q.order((e::magnitude.asc().nulls_first(), e::id.asc())),
+        }
+    }};
+}
+
+/// SQLite sorts NULL as the smallest value: last descending, first ascending.
+macro_rules! sqlite_ordered {
+    ($q:expr, $orderby:expr) => {{
+        use crate::schema::earthquakes::dsl as e;
+        match $orderby {
+            OrderBy::Time => $q.order((e::time.desc(), e::id.desc())),
+            OrderBy::TimeAsc => $q.order((e::time.asc(), e::id.asc())),
+            OrderBy::Magnitude => $q.order((e::magnitude.desc(), e::id.desc())),
+            OrderBy::MagnitudeAsc => $q.order((e::magnitude.asc(), e::id.asc())),
+        }
+    }};
+}
+
+macro_rules! sqlite_selection {
+    ($query:expr) => {{
+        let query: &EventQuery = $query;
+        let q = filtered!(
+            e::earthquakes.into_boxed::<diesel::sqlite::Sqlite>(),
+            query,
+            true
+        );
+        let q = after!(q, query);
+        sqlite_ordered!(q, query.orderby)
+    }};
+}
+
+async fn query_events_by(
+    conn: &mut DbConn<'_>,
+    query: &EventQuery,
+    keyset: bool,
 ) -> QueryResult<Vec<Earthquake>> {
     use crate::schema::earthquakes::dsl as e;
     if let Some(id) = &query.eventid {
@@ -502,43 +584,39 @@ pub async fn query_events(
     }
     let limit = query.limit.unwrap_or(i64::MAX).max(0);
     let skip = query.skip();
+    let deep = keyset && skip >= KEYSET_SKIP;
     match conn {
+        DbConn::Pg(c) if deep => {
+            let page = pg_selection!(query).limit(limit).offset(skip).select(e::id);
+            let q = e::earthquakes
+                .into_boxed::<diesel::pg::Pg>()
+                .filter(e::id.eq_any(page));
+            pg_ordered!(q, query.orderby)
+                .select(Earthquake::as_select())
+                .load(&mut **c)
+                .await
+        }
         DbConn::Pg(c) => {
-            let mut q = filtered!(e::earthquakes.into_boxed::<diesel::pg::Pg>(), query, false);
-            q = after!(q, query);
-            if let Some(boxes) = query.small_boxes() {
-                q = q.filter(pg_in_boxes(&boxes));
-            }
-            if let Some(boxes) = query.radius.as_ref().and_then(Radius::boxes) {
-                q = q.filter(pg_in_boxes(&boxes));
-            }
-            let q = match query.orderby {
-                OrderBy::Time => q.order((e::time.desc(), e::id.desc())),
-                OrderBy::TimeAsc => q.order((e::time.asc(), e::id.asc())),
-                OrderBy::Magnitude => q.order((e::magnitude.desc().nulls_last(), e::id.desc())),
-                OrderBy::MagnitudeAsc => q.order((e::magnitude.asc().nulls_first(), e::id.asc())),
-            };
-            q.limit(limit)
+            pg_selection!(query)
+                .limit(limit)
                 .offset(skip)
                 .select(Earthquake::as_select())
                 .load(&mut **c)
                 .await
         }
+        DbConn::Sqlite(c) if deep => {
+            let page = sqlite_selection!(query).limit(limit).offset(skip).select(e::id);
+            let q = e::earthquakes
+                .into_boxed::<diesel::sqlite::Sqlite>()
+                .filter(e::id.eq_any(page));
+            sqlite_ordered!(q, query.orderby)
+                .select(Earthquake::as_select())
+                .load(&mut **c)
+                .await
+        }
         DbConn::Sqlite(c) => {
-            // SQLite sorts NULL as the smallest value: last descending, first ascending.
-            let q = filtered!(
-                e::earthquakes.into_boxed::<diesel::sqlite::Sqlite>(),
-                query,
-                true
-            );
-            let q = after!(q, query);
-            let q = match query.orderby {
-                OrderBy::Time => q.order((e::time.desc(), e::id.desc())),
-                OrderBy::TimeAsc => q.order((e::time.asc(), e::id.asc())),
-                OrderBy::Magnitude => q.order((e::magnitude.desc(), e::id.desc())),
-                OrderBy::MagnitudeAsc => q.order((e::magnitude.asc(), e::id.asc())),
-            };
-            q.limit(limit)
+            sqlite_selection!(query)
+                .limit(limit)
                 .offset(skip)
                 .select(Earthquake::as_select())
                 .load(&mut **c)
@@ -622,27 +700,38 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// The rows that list `alias` among their `ids` (any state).
+/// At most this many rows [`rows_with_alias`] reads for one alias (real aliases are shared by
+/// two rows at most).
+const MAX_ALIAS_ROWS: i64 = 100;
+
+/// The rows other than the one whose primary id is `alias` that list it among their `ids`
+/// (any state), in no particular order: [`find_by_any_id`] asks the primary key first and
+/// ranks these itself.
+///
+/// Neither backend is given an `ORDER BY` here: on PostgreSQL at 1M rows, `ORDER BY id LIMIT`
+/// made the planner walk the primary key filtering every row (7.4 s, issue 17) instead of
+/// asking the alias index for the few rows that match.
 async fn rows_with_alias(conn: &mut DbConn<'_>, alias: &str) -> QueryResult<Vec<Earthquake>> {
     use crate::schema::earthquakes::dsl as e;
     if alias.is_empty() || alias.contains(',') {
         return Ok(Vec::new());
     }
+    // Only rows with more than one id can list an alias; both backends index just those
+    // (PostgreSQL: the partial GIN index on string_to_array(ids, ','), migration 000004;
+    // SQLite: the partial index on (ids, id)). The predicate repeats the indexes' word for
+    // word so the planners can use them.
+    let multi = diesel::dsl::sql::<diesel::sql_types::Bool>("ids <> ',' || id || ','");
     match conn {
         DbConn::Pg(c) => {
-            // The primary key, or the partial GIN index on string_to_array(ids, ',') over
-            // rows with more than one id (migration 000004): a row whose ids is ",<id>,"
-            // has no alias but its id. The second arm repeats the index predicate word for
-            // word so the planner can use the partial index.
-            let contains = diesel::dsl::sql::<diesel::sql_types::Bool>("(id = ")
-                .bind::<diesel::sql_types::Text, _>(alias)
-                .sql(" OR (ids <> ',' || id || ',' AND string_to_array(ids, ',') @> ARRAY[")
-                .bind::<diesel::sql_types::Text, _>(alias)
-                .sql("]::text[]))");
+            let contains = diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "string_to_array(ids, ',') @> ARRAY[",
+            )
+            .bind::<diesel::sql_types::Text, _>(alias)
+            .sql("]::text[]");
             e::earthquakes
+                .filter(multi)
                 .filter(contains)
-                .order(e::id.asc())
-                .limit(100)
+                .limit(MAX_ALIAS_ROWS)
                 .select(Earthquake::as_select())
                 .load(&mut **c)
                 .await
@@ -650,9 +739,9 @@ async fn rows_with_alias(conn: &mut DbConn<'_>, alias: &str) -> QueryResult<Vec<
         DbConn::Sqlite(c) => {
             let pattern = format!("%,{},%", escape_like(alias));
             e::earthquakes
+                .filter(multi)
                 .filter(e::ids.like(pattern).escape('\\'))
-                .order(e::id.asc())
-                .limit(100)
+                .limit(MAX_ALIAS_ROWS)
                 .select(Earthquake::as_select())
                 .load(&mut **c)
                 .await

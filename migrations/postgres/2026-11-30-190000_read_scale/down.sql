@@ -1,0 +1,13 @@
+CREATE INDEX IF NOT EXISTS earthquakes_time_plain_idx ON earthquakes (time, id);
+DROP INDEX IF EXISTS earthquakes_time_idx;
+ALTER INDEX earthquakes_time_plain_idx RENAME TO earthquakes_time_idx;
+DROP TRIGGER IF EXISTS earthquakes_count_insert ON earthquakes;
+DROP TRIGGER IF EXISTS earthquakes_count_update ON earthquakes;
+DROP TRIGGER IF EXISTS earthquakes_count_delete ON earthquakes;
+DROP TRIGGER IF EXISTS earthquakes_count_truncate ON earthquakes;
+DROP FUNCTION IF EXISTS quakesync_count_inserted();
+DROP FUNCTION IF EXISTS quakesync_count_updated();
+DROP FUNCTION IF EXISTS quakesync_count_deleted();
+DROP FUNCTION IF EXISTS quakesync_count_truncated();
+DROP FUNCTION IF EXISTS quakesync_add_counts(BIGINT, BIGINT, BIGINT);
+DROP TABLE IF EXISTS catalogue_counts;

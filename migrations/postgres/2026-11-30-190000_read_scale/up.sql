@@ -78,10 +78,13 @@ SELECT TRUE,
        count(*) FILTER (WHERE merged_into IS NOT NULL)
 FROM earthquakes;
 
--- Deep offsets (issue 17): the read API finds a page at offset k by skipping k entries of the
--- order's index, then reads only the page's rows. With `status` and `merged_into` in the time
--- index (the filters every query has), a time-ordered skip reads no table row (an index-only
--- scan where the visibility map allows).
-CREATE INDEX earthquakes_time_cover_idx ON earthquakes (time, id) INCLUDE (status, merged_into);
+-- The time index carries what most queries filter on (issue 17), so walking it in time order
+-- reads no table row for the rows it skips (an index-only scan where the visibility map
+-- allows): `status` and `merged_into` (every query), latitude and longitude (boxes and radius
+-- searches, walked in time order when they hold many events), magnitude. A page at offset k
+-- is then k index entries skipped and only the page's rows read (query_events), and a box
+-- holding 15 % of the catalogue is 6,700 index entries for 1000 events, not 166k rows sorted.
+CREATE INDEX earthquakes_time_cover_idx ON earthquakes (time, id)
+    INCLUDE (status, merged_into, latitude, longitude, magnitude);
 DROP INDEX earthquakes_time_idx;
 ALTER INDEX earthquakes_time_cover_idx RENAME TO earthquakes_time_idx;

@@ -52,9 +52,19 @@ impl Store {
                         .map_err(|e| StoreError::Connect(e.to_string()))?;
                     conn.batch_execute("PRAGMA busy_timeout = 10000;")
                         .map_err(StoreError::Query)?;
-                    conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                    let applied = conn
+                        .run_pending_migrations(SQLITE_MIGRATIONS)
                         .map(|v| v.len())
-                        .map_err(|e| StoreError::Migration(e.to_string()))
+                        .map_err(|e| StoreError::Migration(e.to_string()))?;
+                    // The file's upkeep (issue 17): fresh planner statistics at every start,
+                    // bounded (`analysis_limit` rows sampled per index: milliseconds at 1M
+                    // rows). WAL is set on every connection (pool.rs) and checkpointed by
+                    // SQLite's default autocheckpoint, so the -wal file stays small. No
+                    // VACUUM: syncs never remove rows (deleted and merged events stay), so
+                    // the file has no free pages to give back.
+                    conn.batch_execute("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+                        .map_err(StoreError::Query)?;
+                    Ok(applied)
                 })
                 .await
                 .map_err(|e| StoreError::Migration(format!("migration task failed: {e}")))?

@@ -1,3 +1,6 @@
+CREATE INDEX IF NOT EXISTS earthquakes_point_plain_idx ON earthquakes USING GIST (point(longitude, latitude));
+DROP INDEX IF EXISTS earthquakes_point_idx;
+ALTER INDEX earthquakes_point_plain_idx RENAME TO earthquakes_point_idx;
 CREATE INDEX IF NOT EXISTS earthquakes_time_plain_idx ON earthquakes (time, id);
 DROP INDEX IF EXISTS earthquakes_time_idx;
 ALTER INDEX earthquakes_time_plain_idx RENAME TO earthquakes_time_idx;

@@ -88,3 +88,11 @@ CREATE INDEX earthquakes_time_cover_idx ON earthquakes (time, id)
     INCLUDE (status, merged_into, latitude, longitude, magnitude);
 DROP INDEX earthquakes_time_idx;
 ALTER INDEX earthquakes_time_cover_idx RENAME TO earthquakes_time_idx;
+
+-- The point index carries longitude and latitude, so counting a box's rows is an index-only
+-- scan that stops where it is told (query_events counts a box, up to a cap, to choose between
+-- this index and walking the time index: PostgreSQL estimates every box at 0.1 % of the table).
+CREATE INDEX earthquakes_point_cover_idx ON earthquakes USING GIST (point(longitude, latitude))
+    INCLUDE (longitude, latitude);
+DROP INDEX earthquakes_point_idx;
+ALTER INDEX earthquakes_point_cover_idx RENAME TO earthquakes_point_idx;

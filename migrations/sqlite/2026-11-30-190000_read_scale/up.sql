@@ -47,8 +47,9 @@ END;
 -- percent), with both columns the lookup reads, so it scans this small index, not the table.
 CREATE INDEX earthquakes_aliases_idx ON earthquakes (ids, id) WHERE ids <> ',' || id || ',';
 
--- Deep offsets (issue 17): the read API finds a page at offset k by skipping k entries of the
--- order's index, then reads only the page's rows; with `status` and `merged_into` in the time
--- index (the filters every query has), a time-ordered skip reads no table row.
-CREATE INDEX earthquakes_time_cover_idx ON earthquakes (time, id, status, merged_into);
+-- The time index carries what most queries filter on (issue 17): a page at offset k is k
+-- entries of this index skipped (query_events), then only the page's rows read; status and
+-- merged_into (every query), latitude, longitude and magnitude (boxes, radius, magnitude).
+CREATE INDEX earthquakes_time_cover_idx
+    ON earthquakes (time, id, status, merged_into, latitude, longitude, magnitude);
 DROP INDEX earthquakes_time_idx;

@@ -504,8 +504,9 @@ pub async fn query_events(
     query_events_by(conn, query, true).await
 }
 
-/// [`query_events`] with a deep offset read row by row (plain `OFFSET`): the reference the
-/// keyset path is tested against.
+/// [`query_events`] as one plain statement: a deep offset read row by row (plain `OFFSET`),
+/// a box or radius always with the point-index form. The reference the paths above are
+/// tested against.
 #[doc(hidden)]
 pub async fn query_events_plain_offset(
     conn: &mut DbConn<'_>,
@@ -586,8 +587,12 @@ async fn query_events_by(
     let deep = keyset && skip >= KEYSET_SKIP;
     match conn {
         DbConn::Pg(c) => {
-            let spatial = !pg_point_boxes(query).is_empty();
-            let point_index = spatial && pg_point_index_pays(c, query, limit).await?;
+            let spatial = keyset && !pg_point_boxes(query).is_empty();
+            let point_index = if spatial {
+                pg_point_index_pays(c, query, limit).await?
+            } else {
+                true
+            };
             if deep || spatial {
                 // The page's ids first (from the order's index alone where it can), then
                 // those rows.

@@ -1,6 +1,6 @@
 //! Issue 17's read side on both backends: the catalogue counts kept by the writes stay equal
 //! to a full count through every kind of write (and a rolled-back one); `eventid` by an alias;
-//! deep offsets paged by keyset equal plain `OFFSET`.
+//! deep offsets paged by keyset, and boxes answered by either index, equal plain statements.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
@@ -225,7 +225,7 @@ fn seeded(n: usize) -> Vec<EventRecord> {
         .collect()
 }
 
-both_backends!(deep_offsets_equal_plain_offset, async |db: TestDb| {
+both_backends!(deep_offsets_and_boxes_equal_plain_statements, async |db: TestDb| {
     let store: Store = db.store().await;
     let n = 3 * KEYSET_SKIP as usize;
     let mut page = seeded(n);
@@ -259,21 +259,32 @@ both_backends!(deep_offsets_equal_plain_offset, async |db: TestDb| {
         OrderBy::MagnitudeAsc,
     ] {
         for includedeleted in [IncludeDeleted::No, IncludeDeleted::Yes, IncludeDeleted::Only] {
+            // boxes: wide (walked in time order), small (the point index), none
             for (filter, starttime, box_) in [
-                ("none", None, false),
-                ("starttime", Some(ms(1_600_000_300_000)), false),
-                ("box", None, true),
+                ("none", None, None),
+                ("starttime", Some(ms(1_600_000_300_000)), None),
+                ("box", None, Some((-10.0, 50.0, -100.0, 100.0))),
+                ("small box", None, Some((0.0, 10.0, -20.0, 20.0))),
             ] {
-                for offset in [KEYSET_SKIP + 1, KEYSET_SKIP + 2, 1777, 2 * KEYSET_SKIP + 1, 5000] {
+                for offset in [
+                    1,
+                    2,
+                    40,
+                    KEYSET_SKIP + 1,
+                    KEYSET_SKIP + 2,
+                    1777,
+                    2 * KEYSET_SKIP + 1,
+                    5000,
+                ] {
                     for limit in [1, 13, 1000] {
                         let q = EventQuery {
                             orderby,
                             includedeleted,
                             starttime,
-                            minlatitude: box_.then_some(-10.0),
-                            maxlatitude: box_.then_some(50.0),
-                            minlongitude: box_.then_some(-100.0),
-                            maxlongitude: box_.then_some(100.0),
+                            minlatitude: box_.map(|b| b.0),
+                            maxlatitude: box_.map(|b| b.1),
+                            minlongitude: box_.map(|b| b.2),
+                            maxlongitude: box_.map(|b| b.3),
                             limit: Some(limit),
                             offset: Some(offset),
                             ..EventQuery::default()
@@ -298,6 +309,6 @@ both_backends!(deep_offsets_equal_plain_offset, async |db: TestDb| {
             }
         }
     }
-    assert_eq!(compared, 4 * 3 * 3 * 5 * 3);
+    assert_eq!(compared, 4 * 3 * 4 * 8 * 3);
     assert!(rows_seen > 10_000, "the pages compared were mostly empty: {rows_seen}");
 });

@@ -617,7 +617,10 @@ async fn query_events_by(
             }
         }
         DbConn::Sqlite(c) if deep => {
-            let page = sqlite_selection!(query).limit(limit).offset(skip).select(e::id);
+            let page = sqlite_selection!(query)
+                .limit(limit)
+                .offset(skip)
+                .select(e::id);
             let q = e::earthquakes
                 .into_boxed::<diesel::sqlite::Sqlite>()
                 .filter(e::id.eq_any(page));
@@ -680,7 +683,10 @@ async fn pg_point_index_pays(
     .get_result(c)
     .await?;
     let want = limit.saturating_add(query.skip()).clamp(1, total.n.max(1));
-    let cap = ((want as f64) * (total.n as f64) / BOX_ROW_COST).sqrt().ceil() as i64 + 1;
+    let cap = ((want as f64) * (total.n as f64) / BOX_ROW_COST)
+        .sqrt()
+        .ceil() as i64
+        + 1;
     // Each group of boxes (the box filter, the radius) alone selects a superset of the
     // answer: the smallest group decides.
     let mut smallest = i64::MAX;
@@ -813,11 +819,10 @@ async fn rows_with_alias(conn: &mut DbConn<'_>, alias: &str) -> QueryResult<Vec<
     let multi = diesel::dsl::sql::<diesel::sql_types::Bool>("ids <> ',' || id || ','");
     match conn {
         DbConn::Pg(c) => {
-            let contains = diesel::dsl::sql::<diesel::sql_types::Bool>(
-                "string_to_array(ids, ',') @> ARRAY[",
-            )
-            .bind::<diesel::sql_types::Text, _>(alias)
-            .sql("]::text[]");
+            let contains =
+                diesel::dsl::sql::<diesel::sql_types::Bool>("string_to_array(ids, ',') @> ARRAY[")
+                    .bind::<diesel::sql_types::Text, _>(alias)
+                    .sql("]::text[]");
             e::earthquakes
                 .filter(multi)
                 .filter(contains)

@@ -225,90 +225,99 @@ fn seeded(n: usize) -> Vec<EventRecord> {
         .collect()
 }
 
-both_backends!(deep_offsets_and_boxes_equal_plain_statements, async |db: TestDb| {
-    let store: Store = db.store().await;
-    let n = 3 * KEYSET_SKIP as usize;
-    let mut page = seeded(n);
-    page.sort_by(|a, b| a.id.cmp(&b.id));
-    page.dedup_by(|a, b| a.id == b.id);
-    let stored = page.len() as i64;
-    apply(&store, WriteMode::Auto, &page).await;
-    // a few merged rows (listed nowhere)
-    let survivors: Vec<EventRecord> = page
-        .iter()
-        .step_by(97)
-        .map(|e| {
-            let mut s = rec(&format!("m{}", e.id), &[&e.id], 1_600_000_000_000, 9, "s");
-            s.time = e.time;
-            s
-        })
-        .collect();
-    let merged = apply(&store, WriteMode::Auto, &survivors).await;
-    assert!(merged.iter().all(|o| *o == Outcome::Merged), "{merged:?}");
-    let (live, deleted, merged) = counts_exact(&store, "the seeded catalogue").await;
-    assert_eq!(live + deleted + merged, stored + survivors.len() as i64);
-    assert!(live > 2 * KEYSET_SKIP, "{live}");
+both_backends!(
+    deep_offsets_and_boxes_equal_plain_statements,
+    async |db: TestDb| {
+        let store: Store = db.store().await;
+        let n = 3 * KEYSET_SKIP as usize;
+        let mut page = seeded(n);
+        page.sort_by(|a, b| a.id.cmp(&b.id));
+        page.dedup_by(|a, b| a.id == b.id);
+        let stored = page.len() as i64;
+        apply(&store, WriteMode::Auto, &page).await;
+        // a few merged rows (listed nowhere)
+        let survivors: Vec<EventRecord> = page
+            .iter()
+            .step_by(97)
+            .map(|e| {
+                let mut s = rec(&format!("m{}", e.id), &[&e.id], 1_600_000_000_000, 9, "s");
+                s.time = e.time;
+                s
+            })
+            .collect();
+        let merged = apply(&store, WriteMode::Auto, &survivors).await;
+        assert!(merged.iter().all(|o| *o == Outcome::Merged), "{merged:?}");
+        let (live, deleted, merged) = counts_exact(&store, "the seeded catalogue").await;
+        assert_eq!(live + deleted + merged, stored + survivors.len() as i64);
+        assert!(live > 2 * KEYSET_SKIP, "{live}");
 
-    let mut conn = store.conn().await.unwrap();
-    let mut compared = 0;
-    let mut rows_seen = 0;
-    for orderby in [
-        OrderBy::Time,
-        OrderBy::TimeAsc,
-        OrderBy::Magnitude,
-        OrderBy::MagnitudeAsc,
-    ] {
-        for includedeleted in [IncludeDeleted::No, IncludeDeleted::Yes, IncludeDeleted::Only] {
-            // boxes: wide (walked in time order), small (the point index), none
-            for (filter, starttime, box_) in [
-                ("none", None, None),
-                ("starttime", Some(ms(1_600_000_300_000)), None),
-                ("box", None, Some((-10.0, 50.0, -100.0, 100.0))),
-                ("small box", None, Some((0.0, 10.0, -20.0, 20.0))),
+        let mut conn = store.conn().await.unwrap();
+        let mut compared = 0;
+        let mut rows_seen = 0;
+        for orderby in [
+            OrderBy::Time,
+            OrderBy::TimeAsc,
+            OrderBy::Magnitude,
+            OrderBy::MagnitudeAsc,
+        ] {
+            for includedeleted in [
+                IncludeDeleted::No,
+                IncludeDeleted::Yes,
+                IncludeDeleted::Only,
             ] {
-                for offset in [
-                    1,
-                    2,
-                    40,
-                    KEYSET_SKIP + 1,
-                    KEYSET_SKIP + 2,
-                    1777,
-                    2 * KEYSET_SKIP + 1,
-                    5000,
+                // boxes: wide (walked in time order), small (the point index), none
+                for (filter, starttime, box_) in [
+                    ("none", None, None),
+                    ("starttime", Some(ms(1_600_000_300_000)), None),
+                    ("box", None, Some((-10.0, 50.0, -100.0, 100.0))),
+                    ("small box", None, Some((0.0, 10.0, -20.0, 20.0))),
                 ] {
-                    for limit in [1, 13, 1000] {
-                        let q = EventQuery {
-                            orderby,
-                            includedeleted,
-                            starttime,
-                            minlatitude: box_.map(|b| b.0),
-                            maxlatitude: box_.map(|b| b.1),
-                            minlongitude: box_.map(|b| b.2),
-                            maxlongitude: box_.map(|b| b.3),
-                            limit: Some(limit),
-                            offset: Some(offset),
-                            ..EventQuery::default()
-                        };
-                        let ids = |rows: Vec<quake_store::Earthquake>| {
-                            rows.into_iter().map(|e| e.id).collect::<Vec<_>>()
-                        };
-                        let keyset = ids(query::query_events(&mut conn.db(), &q).await.unwrap());
-                        let plain = ids(
-                            query::query_events_plain_offset(&mut conn.db(), &q)
+                    for offset in [
+                        1,
+                        2,
+                        40,
+                        KEYSET_SKIP + 1,
+                        KEYSET_SKIP + 2,
+                        1777,
+                        2 * KEYSET_SKIP + 1,
+                        5000,
+                    ] {
+                        for limit in [1, 13, 1000] {
+                            let q = EventQuery {
+                                orderby,
+                                includedeleted,
+                                starttime,
+                                minlatitude: box_.map(|b| b.0),
+                                maxlatitude: box_.map(|b| b.1),
+                                minlongitude: box_.map(|b| b.2),
+                                maxlongitude: box_.map(|b| b.3),
+                                limit: Some(limit),
+                                offset: Some(offset),
+                                ..EventQuery::default()
+                            };
+                            let ids = |rows: Vec<quake_store::Earthquake>| {
+                                rows.into_iter().map(|e| e.id).collect::<Vec<_>>()
+                            };
+                            let keyset =
+                                ids(query::query_events(&mut conn.db(), &q).await.unwrap());
+                            let plain = ids(query::query_events_plain_offset(&mut conn.db(), &q)
                                 .await
-                                .unwrap(),
-                        );
-                        assert_eq!(
-                            keyset, plain,
-                            "{orderby:?} {includedeleted:?} {filter} offset {offset} limit {limit}"
-                        );
-                        compared += 1;
-                        rows_seen += plain.len();
+                                .unwrap());
+                            assert_eq!(
+                                keyset, plain,
+                                "{orderby:?} {includedeleted:?} {filter} offset {offset} limit {limit}"
+                            );
+                            compared += 1;
+                            rows_seen += plain.len();
+                        }
                     }
                 }
             }
         }
+        assert_eq!(compared, 4 * 3 * 4 * 8 * 3);
+        assert!(
+            rows_seen > 10_000,
+            "the pages compared were mostly empty: {rows_seen}"
+        );
     }
-    assert_eq!(compared, 4 * 3 * 4 * 8 * 3);
-    assert!(rows_seen > 10_000, "the pages compared were mostly empty: {rows_seen}");
-});
+);

@@ -196,6 +196,7 @@ async fn copy(store: &Store, url: &str, recs: &[EventRecord]) -> Duration {
     start.elapsed()
 }
 
+/// The bare table: primary key only, and no count triggers (issue 17) either.
 async fn drop_secondary_indexes(store: &Store) {
     let mut conn = store.conn().await.unwrap();
     let quake_store::DbConn::Pg(c) = conn.db() else {
@@ -205,7 +206,8 @@ async fn drop_secondary_indexes(store: &Store) {
         "DO $$ DECLARE r record; BEGIN \
          FOR r IN SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() \
            AND tablename = 'earthquakes' AND indexname <> 'earthquakes_pkey' \
-         LOOP EXECUTE format('DROP INDEX %I', r.indexname); END LOOP; END $$",
+         LOOP EXECUTE format('DROP INDEX %I', r.indexname); END LOOP; END $$; \
+         ALTER TABLE earthquakes DISABLE TRIGGER USER",
     )
     .await
     .unwrap();

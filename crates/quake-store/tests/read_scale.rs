@@ -8,6 +8,7 @@ use quake_store::query::{self, EventQuery, IncludeDeleted, KEYSET_SKIP, OrderBy}
 use quake_store::testing::TestDb;
 use quake_store::write::{Outcome, WriteMode, apply_page, apply_page_with};
 use quake_store::{EventRecord, Store, Ts, both_backends, read};
+use sync_engine::policy::decide;
 
 fn ms(t: i64) -> Ts {
     Ts(DateTime::<Utc>::from_timestamp_millis(t).unwrap())
@@ -60,7 +61,7 @@ async fn counts_exact(store: &Store, step: &str) -> (i64, i64, i64) {
 
 async fn apply(store: &Store, mode: WriteMode, recs: &[EventRecord]) -> Vec<Outcome> {
     let mut conn = store.conn().await.unwrap();
-    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode)
+    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode, decide)
         .await
         .unwrap();
     res.outcomes.into_iter().map(|(_, o)| o).collect()
@@ -121,7 +122,7 @@ async fn counts_through_every_write(store: Store, mode: WriteMode) {
         let rolled: Result<(), diesel::result::Error> = quake_store::dispatch!(&mut db, c => {
             use diesel_async::AsyncConnection;
             c.transaction(async |tx| {
-                let res = apply_page(&mut quake_store::DbConn::from(tx), None, &page, &[]).await?;
+                let res = apply_page(&mut quake_store::DbConn::from(tx), None, &page, &[], decide).await?;
                 assert_eq!(res.counts.inserted, 2);
                 Err(diesel::result::Error::RollbackTransaction)
             })

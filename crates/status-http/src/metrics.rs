@@ -3,7 +3,8 @@
 //! Run, record, skip and duration series follow the engine's in-memory snapshot (brought
 //! up to date at each scrape; counters only ever grow by the difference). The pool gauge
 //! reads the store's pool; the catalogue gauges query the database with a short timeout and
-//! keep their last values when it does not answer. `quakesync_upstream_requests_total`
+//! keep their last values when it does not answer (one row of counts the writes keep and
+//! the newest `updated` from its index: no scan of the catalogue, whatever its size). `quakesync_upstream_requests_total`
 //! follows the engine's own count of its upstream requests
 //! ([`Engine::upstream_requests`](sync_engine::Engine::upstream_requests)).
 

@@ -14,7 +14,85 @@ use sha2::{Digest, Sha256};
 /// as sorted sets, and `detail` left out (the read API serves its own `detail` link, and the
 /// feeds and the FDSN service spell the upstream's differently).
 pub fn content_hash(e: &Event) -> String {
-    let canonical = serde_json::json!([
+    // The canonical text is written straight into the hasher, without building it as a
+    // `serde_json::Value` first; the bytes are those of the `Value` form (pinned by a test
+    // against it), so stored hashes stay valid.
+    let mut hasher = HashWriter(Sha256::new());
+    if serde_json::to_writer(&mut hasher, &Canonical(e)).is_err() {
+        // Not reachable (writing to a hasher cannot fail); the `Value` form is the fallback.
+        return hex(&Sha256::digest(canonical_value(e).to_string().as_bytes()));
+    }
+    hex(&hasher.0.finalize())
+}
+
+fn hex(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in digest.iter().take(16) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// Feeds what serde_json writes to SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The canonical form of an event, serialized as a JSON array: the same text as
+/// [`canonical_value`]'s, written directly.
+struct Canonical<'a>(&'a Event);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let e = self.0;
+        let mut seq = s.serialize_seq(Some(22))?;
+        seq.serialize_element(&e.id)?;
+        seq.serialize_element(&e.ids)?;
+        seq.serialize_element(&e.time.timestamp_millis())?;
+        seq.serialize_element(&e.updated.timestamp_millis())?;
+        seq.serialize_element(&e.magnitude)?;
+        seq.serialize_element(&e.mag_type)?;
+        seq.serialize_element(&e.place)?;
+        seq.serialize_element(&e.title)?;
+        seq.serialize_element(&e.longitude)?;
+        seq.serialize_element(&e.latitude)?;
+        seq.serialize_element(&e.depth_km)?;
+        seq.serialize_element(&e.status)?;
+        seq.serialize_element(&e.event_type)?;
+        seq.serialize_element(&e.net)?;
+        seq.serialize_element(&e.code)?;
+        seq.serialize_element(&e.tsunami)?;
+        seq.serialize_element(&e.sig)?;
+        seq.serialize_element(&e.felt)?;
+        seq.serialize_element(&e.alert)?;
+        seq.serialize_element(&e.url)?;
+        seq.serialize_element(e.source.as_str())?;
+        match e.properties.as_deref() {
+            None => seq.serialize_element(&None::<()>)?,
+            Some(raw) => match LiteProperties::read(raw) {
+                Some(lite) => seq.serialize_element(&lite)?,
+                None => seq.serialize_element(&canonical_properties(raw))?,
+            },
+        }
+        seq.end()
+    }
+}
+
+/// The canonical form as a `serde_json::Value` (the reference the direct form is tested
+/// against, and its fallback).
+fn canonical_value(e: &Event) -> serde_json::Value {
+    serde_json::json!([
         e.id,
         e.ids,
         e.time.timestamp_millis(),
@@ -37,9 +115,113 @@ pub fn content_hash(e: &Event) -> String {
         e.url,
         e.source.as_str(),
         e.properties.as_deref().map(canonical_properties),
-    ]);
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    ])
+}
+
+/// One property value, borrowed from the text where it can be: what a USGS record holds
+/// (strings without escapes, numbers, booleans, nulls). Anything else is read as a `Value`.
+enum LiteValue<'a> {
+    Str(&'a str),
+    Owned(String),
+    Num(serde_json::Number),
+    Bool(bool),
+    Null,
+    Other(serde_json::Value),
+}
+
+impl serde::Serialize for LiteValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            LiteValue::Str(v) => s.serialize_str(v),
+            LiteValue::Owned(v) => s.serialize_str(v),
+            LiteValue::Num(n) => n.serialize(s),
+            LiteValue::Bool(b) => s.serialize_bool(*b),
+            LiteValue::Null => s.serialize_unit(),
+            LiteValue::Other(v) => v.serialize(s),
+        }
+    }
+}
+
+/// `properties` in canonical form (as [`canonical_properties`]), keys borrowed: sorted by
+/// key (a `BTreeMap` orders `&str` as `Value`'s map orders `String`), the last of
+/// duplicate keys kept, `detail` left out, the set properties sorted.
+struct LiteProperties<'a>(std::collections::BTreeMap<&'a str, LiteValue<'a>>);
+
+impl<'a> LiteProperties<'a> {
+    /// `None` when the text is not a JSON object whose keys borrow (an escape in a key):
+    /// the caller then takes the `Value` path.
+    fn read(raw: &'a str) -> Option<LiteProperties<'a>> {
+        use serde_json::value::RawValue;
+        let fields: Vec<(&'a str, &'a RawValue)> = serde_json::from_str::<Ordered<'a>>(raw).ok()?.0;
+        let mut map = std::collections::BTreeMap::new();
+        for (key, value) in fields {
+            if key == "detail" {
+                map.remove(key);
+                continue;
+            }
+            let text = value.get();
+            let lite = match text.as_bytes().first() {
+                Some(b'"') => match serde_json::from_str::<&str>(text) {
+                    Ok(v) if SET_PROPERTIES.contains(&key) => LiteValue::Owned(sorted_set(v)),
+                    Ok(v) => LiteValue::Str(v),
+                    Err(_) => {
+                        let v: String = serde_json::from_str(text).ok()?;
+                        if SET_PROPERTIES.contains(&key) {
+                            LiteValue::Owned(sorted_set(&v))
+                        } else {
+                            LiteValue::Owned(v)
+                        }
+                    }
+                },
+                Some(b'n') => LiteValue::Null,
+                Some(b't' | b'f') => LiteValue::Bool(serde_json::from_str(text).ok()?),
+                Some(b'-' | b'0'..=b'9') => LiteValue::Num(serde_json::from_str(text).ok()?),
+                _ => LiteValue::Other(serde_json::from_str(text).ok()?),
+            };
+            map.insert(key, lite);
+        }
+        Some(LiteProperties(map))
+    }
+}
+
+impl serde::Serialize for LiteProperties<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+/// The fields of a JSON object in text order, keys and values borrowed.
+struct Ordered<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Ordered<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered<'de>, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(32));
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
+}
+
+/// A comma list as a sorted set, as [`canonical_properties`] writes it.
+fn sorted_set(list: &str) -> String {
+    let mut parts: Vec<&str> = list.split(',').filter(|p| !p.is_empty()).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    parts.join(",")
 }
 
 /// The comma-separated properties whose order carries no meaning.
@@ -55,10 +237,7 @@ fn canonical_properties(raw: &str) -> serde_json::Value {
     map.remove("detail");
     for key in SET_PROPERTIES {
         if let Some(serde_json::Value::String(list)) = map.get_mut(key) {
-            let mut parts: Vec<&str> = list.split(',').filter(|p| !p.is_empty()).collect();
-            parts.sort_unstable();
-            parts.dedup();
-            *list = parts.join(",");
+            *list = sorted_set(list);
         }
     }
     // serde_json's map is ordered by key (no `preserve_order`): the text is canonical.
@@ -141,6 +320,40 @@ mod tests {
             .replace(",origin,dyfi,", ",dyfi,origin,")
             .replace("https://a/1", "https://b/2");
         assert_eq!(base, hash_of(&reordered));
+    }
+
+    /// The direct form writes the very bytes of the `Value` form (so hashes stored before
+    /// stay valid): every event of every fixture, and properties that take the slow paths.
+    #[test]
+    fn the_direct_hash_is_the_value_form_hash() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata");
+        let mut events = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.to_string_lossy().ends_with(".geojson")
+                && let Ok(page) = quake_api::parse_usgs_any(&std::fs::read(&path).unwrap())
+            {
+                events.extend(page.events);
+            }
+        }
+        assert!(events.len() > 10_000, "{}", events.len());
+        let odd = [
+            r#""place":"caf\u00e9 \/ \"x\"","#,
+            r#""k\u00e9y":1,"#,
+            r#""nested":{"b":1,"a":[1.50,-0,1e3]},"#,
+            r#""ids":",b,a,b,","dmin":0.10,"#,
+            r#""detail":"x","detail":"y","#,
+            r#""dup":1,"dup":2,"#,
+        ];
+        for extra in odd {
+            let feature = FEATURE.replace(r#""mag":4.5,"#, &format!(r#""mag":4.5,{extra}"#));
+            let page = quake_api::parse_usgs_any(feature.as_bytes()).unwrap();
+            events.extend(page.events);
+        }
+        for e in &events {
+            let reference = Sha256::digest(canonical_value(e).to_string().as_bytes());
+            assert_eq!(content_hash(e), hex(&reference), "{}", e.id);
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use quake_store::{EventRecord, NewRejected};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::record::{to_record, to_rejected};
+use crate::record::{into_record, to_rejected};
 
 /// A page ready to be written: its records converted (content hashes computed) on the
 /// fetch side.
@@ -35,12 +35,12 @@ impl Fetched {
     /// Converts a parsed page for run `run_id`.
     pub(crate) fn convert(page: quake_api::Page, run_id: i64) -> Fetched {
         Fetched {
-            records: page.events.iter().map(to_record).collect(),
             rejected: page
                 .rejected
                 .iter()
                 .map(|r| to_rejected(r, run_id))
                 .collect(),
+            records: page.events.into_iter().map(into_record).collect(),
         }
     }
 

@@ -246,35 +246,43 @@ fn canonical_properties(raw: &str) -> serde_json::Value {
 
 /// The store's row for an event.
 pub fn to_record(e: &Event) -> EventRecord {
+    into_record(e.clone())
+}
+
+/// The store's row for an event, taking the event's strings instead of copying them (the
+/// engine converts each page it fetched this way).
+pub fn into_record(e: Event) -> EventRecord {
+    let content_hash = content_hash(&e);
     let ids: Vec<&str> = e.ids.iter().map(String::as_str).collect();
+    let ids = format!(",{},", ids.join(","));
     EventRecord {
-        id: e.id.clone(),
-        ids: format!(",{},", ids.join(",")),
+        id: e.id,
+        ids,
         time: Ts(e.time),
         updated: Ts(e.updated),
         magnitude: e.magnitude,
-        mag_type: e.mag_type.clone(),
-        place: e.place.clone(),
-        title: e.title.clone(),
+        mag_type: e.mag_type,
+        place: e.place,
+        title: e.title,
         longitude: e.longitude,
         latitude: e.latitude,
         depth_km: e.depth_km,
-        status: e.status.clone(),
-        event_type: e.event_type.clone(),
-        net: e.net.clone(),
-        code: e.code.clone(),
+        status: e.status,
+        event_type: e.event_type,
+        net: e.net,
+        code: e.code,
         tsunami: e.tsunami,
         sig: e.sig,
         felt: e.felt,
-        alert: e.alert.clone(),
-        url: e.url.clone(),
+        alert: e.alert,
+        url: e.url,
         source: e.source.as_str().to_string(),
-        content_hash: content_hash(e),
+        content_hash,
         cdi: e.cdi,
         mmi: e.mmi,
         gap: e.gap,
-        sources: e.sources.clone(),
-        properties: e.properties.clone(),
+        sources: e.sources,
+        properties: e.properties,
     }
 }
 

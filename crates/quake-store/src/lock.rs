@@ -205,6 +205,12 @@ impl Store {
                 }
                 // Who holds it now (this session): what a later check compares with.
                 let holder = self.lock_holder(key).await?;
+                if holder.is_none() {
+                    log::warn!(
+                        "took advisory lock {key} but pg_locks shows no holder for it; \
+                         this run cannot notice losing the lock"
+                    );
+                }
                 Ok(Some(ClusterLock {
                     pg: Some(conn),
                     _file: None,

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use quake_store::query::{self, EventQuery, IncludeDeleted, KEYSET_SKIP, OrderBy};
-use quake_store::testing::TestDb;
+use quake_store::testing::{TestDb, bare_record};
 use quake_store::write::{Outcome, WriteMode, apply_page, apply_page_with};
 use quake_store::{EventRecord, Store, Ts, both_backends, read};
 use sync_engine::policy::decide;
@@ -20,33 +20,24 @@ fn rec(id: &str, aliases: &[&str], time: i64, updated: i64, hash: &str) -> Event
     all.sort();
     all.dedup();
     EventRecord {
-        id: id.into(),
-        ids: format!(",{},", all.join(",")),
         time: ms(time),
-        updated: ms(updated),
         magnitude: Some(2.5),
         mag_type: Some("ml".into()),
         place: Some(format!("place of {id}")),
-        title: None,
         longitude: -120.5,
         latitude: 35.25,
         depth_km: Some(5.0),
-        status: "reviewed".into(),
         event_type: Some("earthquake".into()),
         net: Some("ci".into()),
         code: Some(id.into()),
-        tsunami: None,
         sig: Some(100),
-        felt: None,
-        alert: None,
-        url: None,
-        source: "usgs".into(),
-        content_hash: hash.into(),
-        cdi: None,
-        mmi: None,
-        gap: None,
-        sources: None,
-        properties: None,
+        ..bare_record(
+            id,
+            &format!(",{},", all.join(",")),
+            updated,
+            hash,
+            "reviewed",
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use quake_api::{FdsnClient, FeedClient};
 use quake_store::testing::TestDb;
-use quake_store::{Store, SyncRun, both_backends, read, runs};
+use quake_store::{Store, both_backends, read, runs};
 use serde_json::Value;
 use sync_engine::{Engine, EngineConfig, FdsnSource, FeedSource, SyncOutcome, Trigger};
 
@@ -42,13 +42,6 @@ fn fdsn_engine_from(
             ..EngineConfig::default()
         },
     )
-}
-
-fn succeeded(o: SyncOutcome) -> SyncRun {
-    match o {
-        SyncOutcome::Succeeded(run) => run,
-        other => panic!("expected a successful run, got {other:?}"),
-    }
 }
 
 fn features_by_id(file: &str) -> HashMap<String, Value> {

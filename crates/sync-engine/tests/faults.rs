@@ -9,7 +9,6 @@
 mod common;
 mod fault_front;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,39 +72,6 @@ async fn new_rig(cat: Catalogue) -> Rig {
         _server: server,
         front,
     }
-}
-
-/// id → `updated` (ms) of the catalogue's events, in `time-asc` order, first `n` only.
-fn expected(cat: &Catalogue, n: usize) -> BTreeMap<String, i64> {
-    let mut f: Vec<&Value> = cat.features.iter().collect();
-    f.sort_by_key(|f| {
-        (
-            f["properties"]["time"].as_i64().unwrap(),
-            f["id"].as_str().unwrap().to_string(),
-        )
-    });
-    f.into_iter()
-        .take(n)
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_string(),
-                f["properties"]["updated"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-async fn stored(store: &Store) -> BTreeMap<String, i64> {
-    quake_store::testing::updated_by_id(store).await
-}
-
-async fn cursor(store: &Store) -> Option<DateTime<Utc>> {
-    let mut conn = store.conn().await.unwrap();
-    runs::get_state(&mut conn.db(), "usgs")
-        .await
-        .unwrap()
-        .and_then(|s| s.cursor)
-        .map(|t| t.0)
 }
 
 async fn row(store: &Store, id: i64) -> SyncRun {
@@ -301,9 +267,9 @@ fn cases() -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_upstream_fault_is_retried_or_fails_the_run_cleanly() {
     let cat = Catalogue::from_fixture(FIXTURE);
-    let all = expected(&cat, usize::MAX);
+    let all = first_updated(&cat, usize::MAX);
     assert_eq!(all.len(), 78);
-    let page1 = expected(&cat, BATCH as usize);
+    let page1 = first_updated(&cat, BATCH as usize);
     let want_cursor = ms(cat.generated_ms - OVERLAP_MS);
     for case in cases() {
         let name = case.name;
@@ -326,7 +292,7 @@ async fn every_upstream_fault_is_retried_or_fails_the_run_cleanly() {
                 assert_eq!(run.fetched, 78, "{name}");
                 assert_eq!(rig.front.requests_at(PAGE2), asked, "{name}");
                 assert_eq!(stored(&store).await, all, "{name}: catalogue exact");
-                assert_eq!(cursor(&store).await, Some(want_cursor), "{name}");
+                assert_eq!(cursor(&store, "usgs").await, Some(want_cursor), "{name}");
             }
             Expect::Fails(text, asked) => {
                 let run = match outcome {
@@ -356,7 +322,11 @@ async fn every_upstream_fault_is_retried_or_fails_the_run_cleanly() {
                     page1,
                     "{name}: page 1 stays, the failed page changed nothing"
                 );
-                assert_eq!(cursor(&store).await, None, "{name}: cursor unchanged");
+                assert_eq!(
+                    cursor(&store, "usgs").await,
+                    None,
+                    "{name}: cursor unchanged"
+                );
                 assert!(engine.status().last_run_failed(), "{name}");
 
                 // The next clean run completes the catalogue exactly.
@@ -369,7 +339,7 @@ async fn every_upstream_fault_is_retried_or_fails_the_run_cleanly() {
                     "{name}: nothing doubled"
                 );
                 assert_eq!(stored(&store).await, all, "{name}: catalogue exact");
-                assert_eq!(cursor(&store).await, Some(want_cursor), "{name}");
+                assert_eq!(cursor(&store, "usgs").await, Some(want_cursor), "{name}");
             }
         }
         drop(rig);
@@ -385,7 +355,7 @@ both_backends!(
         let rig = new_rig(v1.clone()).await;
         let engine = engine(store.clone(), &rig.front, 1);
         ok(sync(&engine).await);
-        let c1 = cursor(&store).await.expect("cursor after run 1");
+        let c1 = cursor(&store, "usgs").await.expect("cursor after run 1");
         assert_eq!(c1, ms(v1.generated_ms - OVERLAP_MS));
 
         // Every event is revised upstream; page 2 of the next run keeps failing.
@@ -401,14 +371,18 @@ both_backends!(
             run.error.as_deref().unwrap().contains("HTTP 502"),
             "{run:?}"
         );
-        assert_eq!(cursor(&store).await, Some(c1), "the cursor did not move");
+        assert_eq!(
+            cursor(&store, "usgs").await,
+            Some(c1),
+            "the cursor did not move"
+        );
         let now = stored(&store).await;
-        let revised_page1 = expected(&v2, BATCH as usize);
+        let revised_page1 = first_updated(&v2, BATCH as usize);
         for (id, updated) in &now {
             let want = revised_page1
                 .get(id)
                 .copied()
-                .unwrap_or_else(|| expected(&v1, usize::MAX)[id]);
+                .unwrap_or_else(|| first_updated(&v1, usize::MAX)[id]);
             assert_eq!(*updated, want, "{id}: only page 1 was applied");
         }
 
@@ -419,8 +393,11 @@ both_backends!(
             (78, 58, 20),
             "{run3:?}"
         );
-        assert_eq!(stored(&store).await, expected(&v2, usize::MAX));
-        assert_eq!(cursor(&store).await, Some(ms(v2.generated_ms - OVERLAP_MS)));
+        assert_eq!(stored(&store).await, first_updated(&v2, usize::MAX));
+        assert_eq!(
+            cursor(&store, "usgs").await,
+            Some(ms(v2.generated_ms - OVERLAP_MS))
+        );
     }
 );
 
@@ -448,7 +425,7 @@ async fn retry_after_is_honoured() {
         assert!(took >= floor, "Retry-After {ra}: retried after {took:?}");
         assert_eq!(run.fetched, 78);
         assert_eq!(rig.front.requests_at(PAGE2), 2);
-        assert_eq!(stored(&store).await, expected(&cat, usize::MAX));
+        assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
     }
 }
 
@@ -467,7 +444,7 @@ async fn a_204_is_an_empty_page() {
     assert_eq!((run.fetched, run.pages), (0, 1));
     assert!(stored(&store).await.is_empty());
     // No `generated` on a 204: the local clock at run start, minus the overlap.
-    let c = cursor(&store).await.unwrap();
+    let c = cursor(&store, "usgs").await.unwrap();
     assert!(
         c >= before - chrono::Duration::milliseconds(OVERLAP_MS) - chrono::Duration::seconds(1)
     );
@@ -528,7 +505,7 @@ async fn a_generated_that_goes_backwards_never_skips() {
     drop(conn);
     assert_ne!(got.magnitude, Some(9.9), "the stale page carried the old X");
     assert_eq!(
-        cursor(&store).await,
+        cursor(&store, "usgs").await,
         Some(ms(g - 7_200_000 - OVERLAP_MS)),
         "the cursor comes from the oldest page"
     );
@@ -550,8 +527,11 @@ async fn a_generated_that_goes_backwards_never_skips() {
     rig.mock.set(older);
     let run = ok(sync(&engine).await);
     assert_eq!(run.inserted + run.updated, 0, "re-read only: {run:?}");
-    assert_eq!(cursor(&store).await, Some(ms(g - 86_400_000 - OVERLAP_MS)));
-    assert_eq!(stored(&store).await, expected(&cat, usize::MAX));
+    assert_eq!(
+        cursor(&store, "usgs").await,
+        Some(ms(g - 86_400_000 - OVERLAP_MS))
+    );
+    assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
 }
 
 /// PostgreSQL drops an advisory lock with its connection (a restart, a network cut, an
@@ -593,11 +573,11 @@ async fn a_run_that_loses_its_lock_writes_nothing_more() {
         "{run:?}"
     );
     assert_eq!(run.pages, 1, "no page after the loss");
-    assert_eq!(stored(&store).await, expected(&cat, BATCH as usize));
-    assert_eq!(cursor(&store).await, None);
+    assert_eq!(stored(&store).await, first_updated(&cat, BATCH as usize));
+    assert_eq!(cursor(&store, "usgs").await, None);
     // The next run takes a fresh lock and completes.
     rig.front.clear();
     let run = ok(sync(&engine).await);
     assert_eq!(run.fetched, 78);
-    assert_eq!(stored(&store).await, expected(&cat, usize::MAX));
+    assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
 }

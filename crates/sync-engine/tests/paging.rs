@@ -20,11 +20,9 @@ use std::sync::atomic::Ordering;
 use common::*;
 use quake_api::{EmscClient, FdsnClient};
 use quake_store::testing::TestDb;
-use quake_store::{Store, SyncRun, both_backends, runs};
+use quake_store::{Store, both_backends, runs};
 use serde_json::{Value, json};
-use sync_engine::{
-    BackfillOptions, EmscSource, Engine, EngineConfig, FdsnSource, Source, SyncOutcome, Trigger,
-};
+use sync_engine::{BackfillOptions, EmscSource, Engine, EngineConfig, FdsnSource, Source, Trigger};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -59,42 +57,12 @@ fn batch(n: u32) -> EngineConfig {
     }
 }
 
-fn succeeded(o: SyncOutcome) -> SyncRun {
-    match o {
-        SyncOutcome::Succeeded(run) => run,
-        other => panic!("expected a successful run, got {other:?}"),
-    }
-}
-
-fn failed(o: SyncOutcome) -> SyncRun {
-    match o {
-        SyncOutcome::Failed(run) => run,
-        other => panic!("expected a failed run, got {other:?}"),
-    }
-}
-
-async fn cursor(store: &Store, source: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let mut conn = store.conn().await.unwrap();
-    runs::get_state(&mut conn.db(), source)
-        .await
-        .unwrap()
-        .and_then(|s| s.cursor)
-        .map(|t| t.0)
-}
-
 fn fid(f: &Value) -> String {
     f["id"].as_str().unwrap().to_string()
 }
 
 fn ms_of(f: &Value, key: &str) -> i64 {
     f["properties"][key].as_i64().unwrap()
-}
-
-/// The catalogue's features by origin time (then id), as `orderby=time-asc` pages them.
-fn by_time(cat: &Catalogue) -> Vec<Value> {
-    let mut f = cat.features.clone();
-    f.sort_by_key(|f| (ms_of(f, "time"), fid(f)));
-    f
 }
 
 /// What a catalogue holds: the rows that are not merged (id → `updated` ms and status),

@@ -10,17 +10,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use common::*;
 use quake_api::FdsnClient;
 use quake_store::testing::TestDb;
-use quake_store::{Store, SyncRun, runs};
-use serde_json::Value;
+use quake_store::{Store, runs};
 use sync_engine::{BackfillOptions, Engine, EngineConfig, FdsnSource, SyncOutcome, Trigger};
 
 /// 78 events; pages of 20 (5 of them).
@@ -40,39 +37,6 @@ fn engine(store: Store, server: &wiremock::MockServer) -> Engine {
             ..EngineConfig::default()
         },
     )
-}
-
-/// The first `n` events of `cat` in `time-asc` order (the mock's), id → `updated`.
-fn first(cat: &Catalogue, n: usize) -> BTreeMap<String, i64> {
-    let mut f: Vec<&Value> = cat.features.iter().collect();
-    f.sort_by_key(|f| {
-        (
-            f["properties"]["time"].as_i64().unwrap(),
-            f["id"].as_str().unwrap().to_string(),
-        )
-    });
-    f.into_iter()
-        .take(n)
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_string(),
-                f["properties"]["updated"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
-
-async fn stored(store: &Store) -> BTreeMap<String, i64> {
-    quake_store::testing::updated_by_id(store).await
-}
-
-async fn cursor(store: &Store) -> Option<DateTime<Utc>> {
-    let mut conn = store.conn().await.unwrap();
-    runs::get_state(&mut conn.db(), "usgs")
-        .await
-        .unwrap()
-        .and_then(|s| s.cursor)
-        .map(|t| t.0)
 }
 
 async fn pg(url: &str) -> tokio_postgres::Client {
@@ -157,13 +121,6 @@ async fn finished(task: tokio::task::JoinHandle<SyncOutcome>) -> SyncOutcome {
         .unwrap()
 }
 
-fn failed(o: SyncOutcome) -> SyncRun {
-    match o {
-        SyncOutcome::Failed(run) => run,
-        other => panic!("expected a failed run, got {other:?}"),
-    }
-}
-
 /// Page 2 is asked of the upstream while page 1's transaction is open and waiting; nothing
 /// of page 1 is visible until it commits; then the run completes as a serial one would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,13 +156,13 @@ async fn the_next_page_is_fetched_while_this_one_is_written() {
     };
     // Pages after the first re-read the last event of the page before (same second).
     assert_eq!((run.pages, run.fetched, run.inserted), (5, 78, 78));
-    assert_eq!(stored(&store).await, first(&cat, usize::MAX));
+    assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
     assert_eq!(
         mock.queries.load(Ordering::SeqCst),
         5,
         "one request per page, none ahead of the end"
     );
-    assert!(cursor(&store).await.is_some());
+    assert!(cursor(&store, "usgs").await.is_some());
 }
 
 /// The upstream fails (500) on page 3 while page 2 is being written: pages 1 and 2 commit,
@@ -241,7 +198,11 @@ async fn an_upstream_failure_ahead_keeps_the_pages_before_it() {
     tokio::time::timeout(Duration::from_secs(60), refused)
         .await
         .expect("page 3 is asked while page 2 is written");
-    assert_eq!(stored(&store).await, first(&cat, 20), "page 2 not yet");
+    assert_eq!(
+        stored(&store).await,
+        first_updated(&cat, 20),
+        "page 2 not yet"
+    );
     held.release().await;
     let run = failed(finished(task).await);
     let error = run.error.clone().unwrap_or_default();
@@ -255,16 +216,24 @@ async fn an_upstream_failure_ahead_keeps_the_pages_before_it() {
         (2, 39, 39),
         "{run:?}"
     );
-    assert_eq!(stored(&store).await, first(&cat, 39), "pages 1 and 2, once");
-    assert_eq!(cursor(&store).await, None, "the cursor does not move");
+    assert_eq!(
+        stored(&store).await,
+        first_updated(&cat, 39),
+        "pages 1 and 2, once"
+    );
+    assert_eq!(
+        cursor(&store, "usgs").await,
+        None,
+        "the cursor does not move"
+    );
 
     mock.fail_after(None);
     let SyncOutcome::Succeeded(again) = engine.sync_once(Trigger::Cli).await.unwrap() else {
         panic!("the next run succeeds")
     };
     assert_eq!(again.fetched, 78);
-    assert_eq!(stored(&store).await, first(&cat, usize::MAX));
-    assert!(cursor(&store).await.is_some());
+    assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
+    assert!(cursor(&store, "usgs").await.is_some());
 }
 
 /// The database fails page 2's write while page 3 has been fetched ahead: page 1 stays,
@@ -302,8 +271,12 @@ async fn a_write_failure_drops_the_page_fetched_ahead() {
         (1, 20, 20),
         "{run:?}"
     );
-    assert_eq!(stored(&store).await, first(&cat, 20), "page 1 only");
-    assert_eq!(cursor(&store).await, None, "the cursor does not move");
+    assert_eq!(stored(&store).await, first_updated(&cat, 20), "page 1 only");
+    assert_eq!(
+        cursor(&store, "usgs").await,
+        None,
+        "the cursor does not move"
+    );
     let mut conn = store.conn().await.unwrap();
     let row = runs::get_run(&mut conn.db(), run.id)
         .await
@@ -316,7 +289,7 @@ async fn a_write_failure_drops_the_page_fetched_ahead() {
         panic!("the next run succeeds")
     };
     assert_eq!((again.fetched, again.inserted), (78, 58));
-    assert_eq!(stored(&store).await, first(&cat, usize::MAX));
+    assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
 }
 
 /// A backfill window's page 2 is asked while page 1 is being written; the upstream then
@@ -372,7 +345,7 @@ async fn a_backfill_fetches_ahead_and_keeps_what_committed() {
     assert_eq!(run.pages, 2, "{run:?}");
     assert_eq!(
         stored(&store).await,
-        first(&cat, run.fetched as usize),
+        first_updated(&cat, run.fetched as usize),
         "pages 1 and 2, once"
     );
     let key = o.key.clone().unwrap();
@@ -397,5 +370,5 @@ async fn a_backfill_fetches_ahead_and_keeps_what_committed() {
         matches!(again.outcome, SyncOutcome::Succeeded(_)),
         "{again:?}"
     );
-    assert_eq!(stored(&store).await, first(&cat, usize::MAX));
+    assert_eq!(stored(&store).await, first_updated(&cat, usize::MAX));
 }

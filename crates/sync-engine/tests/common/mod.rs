@@ -8,7 +8,7 @@
 //! in flight).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -517,4 +517,59 @@ pub async fn pages_committed(
         .await
         .expect("the pages commit")
         .expect("the engine lives");
+}
+
+/// The catalogue's features by origin time (then id), as `orderby=time-asc` pages them.
+pub fn by_time(cat: &Catalogue) -> Vec<Value> {
+    let mut f = cat.features.clone();
+    f.sort_by_key(|f| {
+        (
+            f["properties"]["time"].as_i64().unwrap(),
+            f["id"].as_str().unwrap().to_string(),
+        )
+    });
+    f
+}
+
+/// id → `updated` (ms) of the catalogue's first `n` events in `time-asc` order.
+pub fn first_updated(cat: &Catalogue, n: usize) -> BTreeMap<String, i64> {
+    by_time(cat)
+        .iter()
+        .take(n)
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["properties"]["updated"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// id → `updated` (ms) of the stored rows.
+pub async fn stored(store: &quake_store::Store) -> BTreeMap<String, i64> {
+    quake_store::testing::updated_by_id(store).await
+}
+
+/// The source's stored cursor.
+pub async fn cursor(store: &quake_store::Store, source: &str) -> Option<DateTime<Utc>> {
+    let mut conn = store.conn().await.unwrap();
+    quake_store::runs::get_state(&mut conn.db(), source)
+        .await
+        .unwrap()
+        .and_then(|s| s.cursor)
+        .map(|t| t.0)
+}
+
+pub fn succeeded(o: sync_engine::SyncOutcome) -> quake_store::SyncRun {
+    match o {
+        sync_engine::SyncOutcome::Succeeded(run) => run,
+        other => panic!("expected a successful run, got {other:?}"),
+    }
+}
+
+pub fn failed(o: sync_engine::SyncOutcome) -> quake_store::SyncRun {
+    match o {
+        sync_engine::SyncOutcome::Failed(run) => run,
+        other => panic!("expected a failed run, got {other:?}"),
+    }
 }

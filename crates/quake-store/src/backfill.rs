@@ -192,13 +192,16 @@ pub async fn apply_window_page(
     d: &WindowDone,
     decide: write::Decide,
 ) -> QueryResult<PageResult> {
-    dispatch!(conn, c => c.transaction(async |tx| {
+    let backend = conn.backend();
+    let result: QueryResult<PageResult> = dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         // Inside this transaction, apply_page's own transaction is a savepoint.
         let result = write::apply_page(&mut db, run_id, records, rejected, decide).await?;
         mark_done(&mut db, d).await?;
         Ok(result)
-    }).await)
+    }).await);
+    crate::changes::committed(backend);
+    result
 }
 
 /// The ends of the stored backfills that start at `range_start` with `filter` and still

@@ -22,6 +22,7 @@ use diesel::QueryResult;
 use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use crate::changes::{NewChange, changes_of};
 use crate::models::EventRecord;
 use crate::pool::DbConn;
 use crate::record::{
@@ -49,11 +50,12 @@ pub(crate) async fn apply_chunk(
     now: Ts,
     out: &mut Vec<Outcome>,
     decide: Decide,
+    changes: &mut Vec<NewChange>,
 ) -> QueryResult<()> {
     let mut work: VecDeque<&[EventRecord]> = VecDeque::from([recs]);
     while let Some(chunk) = work.pop_front() {
         if chunk.len() > SMALL {
-            let (left, right) = match attempt(conn, chunk, stored, now, decide).await? {
+            let (left, right) = match attempt(conn, chunk, stored, now, decide, changes).await? {
                 Attempt::Done(outcomes) => {
                     out.extend(outcomes);
                     continue;
@@ -67,7 +69,7 @@ pub(crate) async fn apply_chunk(
         }
         let mut db = DbConn::from(&mut *conn);
         for rec in chunk {
-            out.push(apply_one(&mut db, rec, stored, now, decide).await?);
+            out.push(apply_one(&mut db, rec, stored, now, decide, changes).await?);
         }
     }
     Ok(())
@@ -79,8 +81,10 @@ async fn attempt(
     stored: &mut StoredRows,
     now: Ts,
     decide: Decide,
+    changes: &mut Vec<NewChange>,
 ) -> QueryResult<Attempt> {
     let mut sim = stored.clone();
+    let mut made: Vec<NewChange> = Vec::new();
     let mut outcomes = Vec::with_capacity(chunk.len());
     let mut written: HashSet<&str> = HashSet::new();
     let mut inserts: Vec<&EventRecord> = Vec::new();
@@ -109,6 +113,7 @@ async fn attempt(
             merges.insert(m.clone(), rec.id.clone());
         }
         remember(&decision, rec, &mut sim);
+        changes_of(&decision, rec, &mut made);
         outcomes.push(decision.outcome);
     }
     if inserts.is_empty() && updates.is_empty() && merges.is_empty() {
@@ -125,6 +130,7 @@ async fn attempt(
     match written {
         Ok(()) => {
             *stored = sim;
+            changes.append(&mut made);
             Ok(Attempt::Done(outcomes))
         }
         Err(e) if is_record_error(&e) => Ok(Attempt::Refused),
@@ -256,19 +262,22 @@ async fn merge(
 /// `SqliteConnection` (one hop to the blocking pool per page instead of one per statement),
 /// each record's writes between `SAVEPOINT` and `RELEASE`, rolled back alone when refused.
 /// Each record is decided by the policy handed in, as on the per-record path; the outer transaction is the caller's.
+/// Returns the outcomes and the changes the committed writes made.
 pub(crate) async fn apply_sqlite_blocking(
     conn: &mut crate::pool::SqliteConn,
     records: Vec<EventRecord>,
     stored: StoredRows,
     now: Ts,
     decide: Decide,
-) -> QueryResult<Vec<Outcome>> {
+) -> QueryResult<(Vec<Outcome>, Vec<NewChange>)> {
     conn.spawn_blocking(move |c| {
         let mut stored = stored;
-        records
+        let mut changes = Vec::new();
+        let outcomes = records
             .iter()
-            .map(|rec| sqlite_one(c, rec, &mut stored, now, decide))
-            .collect()
+            .map(|rec| sqlite_one(c, rec, &mut stored, now, decide, &mut changes))
+            .collect::<QueryResult<Vec<Outcome>>>()?;
+        Ok((outcomes, changes))
     })
     .await
 }
@@ -279,6 +288,7 @@ fn sqlite_one(
     stored: &mut StoredRows,
     now: Ts,
     decide: Decide,
+    changes: &mut Vec<NewChange>,
 ) -> QueryResult<Outcome> {
     use diesel::connection::SimpleConnection;
     let decision = match decision_or_outcome(rec, stored, decide) {
@@ -293,7 +303,7 @@ fn sqlite_one(
         "ROLLBACK TO quakesync_record; RELEASE quakesync_record"
     };
     c.batch_execute(end)?;
-    settle(written, decision, rec, stored)
+    settle(written, decision, rec, stored, changes)
 }
 
 /// The statements of [`crate::record`]'s per-record path, run synchronously.

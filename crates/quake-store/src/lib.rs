@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backfill;
+pub mod changes;
 mod config;
 mod error;
 mod fast;
@@ -20,6 +21,7 @@ mod tls;
 mod types;
 pub mod write;
 
+pub use changes::{Change, ChangeKind, Horizon};
 pub use config::{DatabaseSettings, DatabaseUrl};
 pub use diesel::result as diesel_error;
 pub use error::{Result, StoreError};

@@ -102,10 +102,12 @@ pub struct Store {
     inner: std::sync::Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     pools: Pools,
     url: String,
     options: StoreOptions,
+    /// The [`Store::changes`] subscription, started on first use.
+    changes: std::sync::OnceLock<tokio::sync::watch::Sender<i64>>,
 }
 
 /// A connection checked out of the pool. It goes back to the pool when dropped, whatever
@@ -241,6 +243,7 @@ impl Store {
                 pools,
                 url: url.to_string(),
                 options,
+                changes: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -255,6 +258,19 @@ impl Store {
     /// The URL with its password hidden.
     pub fn url_redacted(&self) -> String {
         redact_url(&self.inner.url)
+    }
+
+    pub(crate) fn inner_changes(&self) -> &std::sync::OnceLock<tokio::sync::watch::Sender<i64>> {
+        &self.inner.changes
+    }
+
+    /// A handle that does not keep the pool open (background tasks hold this).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        std::sync::Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Store> {
+        weak.upgrade().map(|inner| Store { inner })
     }
 
     pub(crate) fn url(&self) -> &str {

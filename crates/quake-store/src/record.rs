@@ -11,6 +11,7 @@ use diesel::QueryResult;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use crate::changes::{NewChange, changes_of};
 use crate::dispatch;
 use crate::models::{EventRecord, StoredVersion};
 use crate::pool::DbConn;
@@ -68,20 +69,22 @@ pub type StoredRows = HashMap<String, StoredVersion>;
 pub type Decide = fn(&EventRecord, &StoredRows) -> Decision;
 
 /// One record by the per-record path: decide, write in its own SAVEPOINT, remember. A
-/// refused write is rolled back alone and becomes `Rejected`.
+/// refused write is rolled back alone and becomes `Rejected`. The changes a committed write
+/// made are appended to `changes`.
 pub(crate) async fn apply_one(
     db: &mut DbConn<'_>,
     rec: &EventRecord,
     stored: &mut StoredRows,
     now: Ts,
     decide: Decide,
+    changes: &mut Vec<NewChange>,
 ) -> QueryResult<Outcome> {
     let decision = match decision_or_outcome(rec, stored, decide) {
         Ok(decision) => decision,
         Err(outcome) => return Ok(outcome),
     };
     let written = write_in_savepoint(db, rec, &decision, now).await;
-    settle(written, decision, rec, stored)
+    settle(written, decision, rec, stored, changes)
 }
 
 /// The first half of the per-record path: the record's decision, or its outcome when it
@@ -101,15 +104,18 @@ pub(crate) fn decision_or_outcome(
 
 /// The second half: the outcome of a write that was rolled back to its savepoint when it
 /// failed. A record's own error makes it `Rejected`; a connection error ends the page.
+/// The changes of a committed write are appended to `changes`.
 pub(crate) fn settle(
     written: QueryResult<()>,
     decision: Decision,
     rec: &EventRecord,
     stored: &mut StoredRows,
+    changes: &mut Vec<NewChange>,
 ) -> QueryResult<Outcome> {
     match written {
         Ok(()) => {
             remember(&decision, rec, stored);
+            changes_of(&decision, rec, changes);
             Ok(decision.outcome)
         }
         Err(e) if is_record_error(&e) => Ok(Outcome::Rejected(format!(

@@ -98,5 +98,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::UtcTs;
+
+    event_changes (seq) {
+        seq -> BigInt,
+        event_id -> Text,
+        kind -> Text,
+        merged_into -> Nullable<Text>,
+        committed_at -> UtcTs,
+    }
+}
+
 diesel::joinable!(rejected_records -> sync_runs (run_id));
-diesel::allow_tables_to_appear_in_same_query!(earthquakes, sync_runs, rejected_records, sync_state);
+diesel::allow_tables_to_appear_in_same_query!(
+    earthquakes,
+    sync_runs,
+    rejected_records,
+    sync_state,
+    event_changes
+);

@@ -149,10 +149,13 @@ pub async fn apply_page_with(
     mode: WriteMode,
     decide: Decide,
 ) -> QueryResult<PageResult> {
-    dispatch!(conn, c => c.transaction(async |tx| {
+    let backend = conn.backend();
+    let result = dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         apply_page_in_tx(&mut db, run_id, records, rejected, mode, decide).await
-    }).await)
+    }).await)?;
+    crate::changes::committed(backend);
+    Ok(result)
 }
 
 async fn apply_page_in_tx(
@@ -177,17 +180,22 @@ async fn apply_page_in_tx(
         .collect();
 
     let mut outcomes = Vec::with_capacity(records.len());
+    let mut changes = Vec::new();
     match (mode, &mut *db) {
         (WriteMode::Auto, DbConn::Pg(c)) => {
-            crate::fast::apply_chunk(c, records, &mut stored, now, &mut outcomes, decide).await?;
+            let out = &mut outcomes;
+            crate::fast::apply_chunk(c, records, &mut stored, now, out, decide, &mut changes)
+                .await?;
         }
         (WriteMode::Auto, DbConn::Sqlite(c)) => {
-            outcomes = crate::fast::apply_sqlite_blocking(c, records.to_vec(), stored, now, decide)
-                .await?;
+            (outcomes, changes) =
+                crate::fast::apply_sqlite_blocking(c, records.to_vec(), stored, now, decide)
+                    .await?;
         }
         (WriteMode::PerRecord, _) => {
             for rec in records {
-                outcomes.push(apply_one(db, rec, &mut stored, now, decide).await?);
+                let o = apply_one(db, rec, &mut stored, now, decide, &mut changes).await?;
+                outcomes.push(o);
             }
         }
     }
@@ -222,6 +230,8 @@ async fn apply_page_in_tx(
     if let Some(id) = run_id {
         add_run_counts(db, id, &result.counts).await?;
     }
+    // Last: on PostgreSQL this takes the change-log lock, held until the page commits.
+    crate::changes::record_changes(db, &changes, now).await?;
     Ok(result)
 }
 

@@ -1,0 +1,2 @@
+DROP TABLE event_changes_pruned;
+DROP TABLE event_changes;

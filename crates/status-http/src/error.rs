@@ -34,6 +34,9 @@ pub enum HttpError {
     /// The database could not be reached in time (detail logged, not returned).
     #[error("the database is unavailable")]
     DatabaseUnavailable(String),
+    /// A limit is reached (too many stream clients); the message says which.
+    #[error("{0}")]
+    Busy(String),
     /// Anything else (detail logged, not returned).
     #[error("internal server error")]
     Internal(String),
@@ -48,7 +51,9 @@ impl ResponseError for HttpError {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            HttpError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::DatabaseUnavailable(_) | HttpError::Busy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

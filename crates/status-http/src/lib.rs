@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 pub mod metrics;
 pub mod read_api;
+pub mod stream;
 mod sync;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sync_engine::{Engine, SchedulerHandle, SyncService};
 pub use config::{DEFAULT_BIND, HttpSettings};
 pub use error::HttpError;
 pub use metrics::Metrics;
+pub use stream::{StreamSettings, Streams};
 
 /// How long `/health`, `/health/ready` and `/metrics` wait for the database.
 pub const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,6 +41,7 @@ pub struct AppState {
     started: Instant,
     migrations_ok: Arc<AtomicBool>,
     status_cache: Arc<sync::StatusCache>,
+    streams: Streams,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             started: Instant::now(),
             migrations_ok: Arc::new(AtomicBool::new(false)),
+            streams: Streams::new(StreamSettings::default()),
         }
     }
 
@@ -78,6 +82,17 @@ impl AppState {
     pub fn with_metrics(mut self, metrics: Metrics) -> AppState {
         self.metrics = Arc::new(metrics);
         self
+    }
+
+    /// `GET /events/stream` with these settings (default: [`StreamSettings::default`]).
+    pub fn with_stream(mut self, settings: &StreamSettings) -> AppState {
+        self.streams = Streams::new(settings.clone());
+        self
+    }
+
+    /// The event stream's hub (its clients; [`Streams::close`] at shutdown).
+    pub fn streams(&self) -> &Streams {
+        &self.streams
     }
 
     pub fn engine(&self) -> &Engine {
@@ -112,6 +127,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(resource("/sync").route(web::post().to(sync::post_sync)))
         .service(resource("/sync-runs").route(web::get().to(sync::sync_runs)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
+        .service(resource("/events/stream").route(web::get().to(stream::stream)))
         .service(resource("/fdsnws/event/1/query").route(web::get().to(read_api::query)))
         .service(resource("/fdsnws/event/1/count").route(web::get().to(read_api::count)))
         .service(resource("/fdsnws/event/1/version").route(web::get().to(read_api::version)))

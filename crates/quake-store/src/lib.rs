@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod fast;
 mod geo;
+pub mod live;
 pub mod lock;
 mod migrate;
 mod models;

@@ -25,10 +25,17 @@ use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Result, StoreError};
-use crate::pool::{Backend, PooledConn, Store, sqlite_path};
+use crate::pool::{Backend, DbConn, PooledConn, Store, sqlite_path};
 
 /// Advisory lock key of the sync ("quaksync").
 pub const SYNC_LOCK_KEY: i64 = 0x7175_616b_7379_6e63;
+/// Advisory lock key of the live lane's leadership ("quaklive"): held by the one serve
+/// process that polls the feed (or listens to the push service); the others stand by.
+pub const LIVE_LOCK_KEY: i64 = 0x7175_616b_6c69_7665;
+/// Transaction-scoped advisory lock key of page writes ("quakpage"): every page
+/// transaction of a sync, a backfill or the live lane takes it first
+/// ([`page_write_lock`]), so no two pages are ever applied at once, in any process.
+pub const PAGE_LOCK_KEY: i64 = 0x7175_616b_7061_6765;
 
 /// How far a lock reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,10 +142,13 @@ impl ClusterLock {
 }
 
 /// The lock file of advisory key `key` for the SQLite database at `db`: `DB.sync.lock`
-/// for the sync lock, `DB.KEY.lock` (hex) for any other key.
+/// for the sync lock, `DB.live.lock` for the live lane's leadership, `DB.KEY.lock` (hex)
+/// for any other key.
 pub fn sqlite_lock_path(db: &str, key: i64) -> PathBuf {
     if key == SYNC_LOCK_KEY {
         PathBuf::from(format!("{db}.sync.lock"))
+    } else if key == LIVE_LOCK_KEY {
+        PathBuf::from(format!("{db}.live.lock"))
     } else {
         PathBuf::from(format!("{db}.{key:016x}.lock"))
     }
@@ -173,6 +183,20 @@ impl Store {
     /// SQLite, another process or another store of this process) holds it.
     pub async fn try_sync_lock(&self) -> Result<Option<ClusterLock>> {
         self.try_advisory_lock(SYNC_LOCK_KEY).await
+    }
+
+    /// Tries to take the live lane's leadership lock ([`LIVE_LOCK_KEY`]) without waiting,
+    /// exactly as [`Store::try_sync_lock`] takes the sync lock (a dedicated connection on
+    /// PostgreSQL, the file `DB.live.lock` on SQLite). `None`: another process (or another
+    /// store of this process) leads. The holder loses it when its connection drops; check
+    /// with [`ClusterLock::is_held`] before each write.
+    pub async fn try_live_lock(&self) -> Result<Option<ClusterLock>> {
+        self.try_advisory_lock(LIVE_LOCK_KEY).await
+    }
+
+    /// Which session holds the live lane's leadership right now (PostgreSQL), or `None`.
+    pub async fn live_lock_holder(&self) -> Result<Option<LockHolder>> {
+        self.lock_holder(LIVE_LOCK_KEY).await
     }
 
     /// Tries to take advisory lock `key` without waiting: on a dedicated connection
@@ -249,4 +273,46 @@ impl Store {
         .await?;
         Ok(rows.into_iter().next())
     }
+}
+
+/// Takes the page-write lock for the rest of the transaction `conn` is in: on PostgreSQL
+/// `pg_advisory_xact_lock(PAGE_LOCK_KEY)`, which waits for a page being applied by any
+/// other session and is released by the commit or rollback. Call it first thing in a page's
+/// transaction. On SQLite it does nothing: the database itself admits one writer at a time
+/// (a second waits up to the busy timeout).
+pub async fn page_write_lock(conn: &mut DbConn<'_>) -> diesel::QueryResult<()> {
+    if let DbConn::Pg(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(PAGE_LOCK_KEY)
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Applies one page of a run as [`crate::write::apply_page`] does (with `done`, as
+/// [`crate::backfill::apply_window_page`] does, marking its window done), inside a
+/// transaction that first takes the page-write lock ([`page_write_lock`]): what the
+/// engine's sync and backfill loops commit through, so their pages and the live lane's
+/// never overlap.
+pub async fn apply_page_locked(
+    conn: &mut DbConn<'_>,
+    run_id: Option<i64>,
+    records: &[crate::EventRecord],
+    rejected: &[crate::NewRejected],
+    done: Option<&crate::backfill::WindowDone>,
+    decide: crate::write::Decide,
+) -> diesel::QueryResult<crate::PageResult> {
+    use diesel_async::AsyncConnection;
+    crate::dispatch!(conn, c => c.transaction(async |tx| {
+        let mut db = DbConn::from(tx);
+        page_write_lock(&mut db).await?;
+        match done {
+            None => crate::write::apply_page(&mut db, run_id, records, rejected, decide).await,
+            Some(d) => {
+                crate::backfill::apply_window_page(&mut db, run_id, records, rejected, d, decide)
+                    .await
+            }
+        }
+    }).await)
 }

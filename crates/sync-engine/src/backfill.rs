@@ -527,6 +527,7 @@ impl Job<'_> {
                             page,
                             &mut self.totals,
                             done.as_ref(),
+                            None,
                         )
                         .await?;
                     log::debug!(

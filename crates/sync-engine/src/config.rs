@@ -1,4 +1,4 @@
-//! The `[source]` and `[sync]` configuration sections (SPEC section 4), with this crate's
+//! The `[source]`, `[sync]` and `[live]` configuration sections (SPEC section 4), with this crate's
 //! defaults and quake-api's for the upstream requests ([`quake_api::DEFAULT_TIMEOUT`],
 //! [`quake_api::DEFAULT_MAX_RETRIES`], [`quake_api::DEFAULT_MAX_RESPONSE_BYTES`]): the
 //! TOML names the upstream settings under `[sync]`, so they live here, not in quake-api.
@@ -139,5 +139,112 @@ impl SyncSettings {
             max_pages: self.max_pages.get(),
             ..EngineConfig::default()
         }
+    }
+}
+
+/// The feed the live lane polls unless configured, for source kinds `fdsn` and `feed`: the
+/// USGS summary feed of the past hour, regenerated every minute.
+pub const USGS_LIVE_FEED_URL: &str =
+    "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson";
+/// The live lane's default poll interval (`live.interval_secs`).
+pub const DEFAULT_LIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest poll interval `live.interval_secs` accepts: the USGS regenerates its summary
+/// feeds every minute, and asks automated clients not to poll more often.
+pub const MIN_LIVE_INTERVAL_SECS: u64 = 30;
+
+impl SourceKind {
+    /// The live lane's upstream for this kind unless configured: the USGS `all_hour`
+    /// summary feed (polled) for `fdsn` and `feed`, the EMSC push service for `emsc`.
+    pub fn default_live_url(self) -> &'static str {
+        match self {
+            SourceKind::Fdsn | SourceKind::Feed => USGS_LIVE_FEED_URL,
+            SourceKind::Emsc => quake_api::EMSC_WEBSOCKET_URL,
+        }
+    }
+}
+
+/// The `[live]` section: the live lane beside the scheduled sync ([`crate::live`]).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    pub enabled: bool,
+    /// An http(s) summary feed (polled) or a ws(s) push service (listened to). Unset: the
+    /// source kind's default ([`SourceKind::default_live_url`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<LiveUrl>,
+    /// Seconds between two polls (polling only; at least 30).
+    pub interval_secs: Bounded<MIN_LIVE_INTERVAL_SECS, { u64::MAX }>,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            enabled: true,
+            url: None,
+            interval_secs: Bounded::clamped(DEFAULT_LIVE_INTERVAL.as_secs()),
+        }
+    }
+}
+
+impl LiveSettings {
+    /// The live URL: `url`, else the kind's default.
+    pub fn url(&self, kind: SourceKind) -> &str {
+        self.url
+            .as_ref()
+            .map_or(kind.default_live_url(), |u| u.expose())
+    }
+
+    /// Sets `url` to the kind's default when unset, so that printing shows the URL in effect.
+    pub fn resolve_url(&mut self, kind: SourceKind) {
+        let url = kind.default_live_url();
+        self.url
+            .get_or_insert_with(|| LiveUrl(url.to_owned().into()));
+    }
+
+    /// The lane's settings (`None` when disabled), with the sync's upstream request
+    /// settings for the polls.
+    pub fn config(&self, kind: SourceKind, http: HttpOptions) -> Option<crate::live::LiveConfig> {
+        self.enabled.then(|| crate::live::LiveConfig {
+            interval: Duration::from_secs(self.interval_secs.get()),
+            http,
+            ..crate::live::LiveConfig::new(self.url(kind))
+        })
+    }
+}
+
+/// A live lane URL: http(s) (a summary feed, polled) or ws(s) (a push service), with a
+/// host; shown redacted.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct LiveUrl(SecretUrl);
+
+impl Deref for LiveUrl {
+    type Target = SecretUrl;
+
+    fn deref(&self) -> &SecretUrl {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LiveUrl {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        let trimmed = raw.trim_start();
+        // A ws(s) URL is checked as the http(s) URL of the same host and path.
+        let as_http = if let Some(rest) = trimmed.strip_prefix("wss://") {
+            format!("https://{rest}")
+        } else if let Some(rest) = trimmed.strip_prefix("ws://") {
+            format!("http://{rest}")
+        } else {
+            trimmed.to_owned()
+        };
+        quake_api::check_url(&as_http).map_err(|e| {
+            e.to_string().replace(
+                "(http or https expected)",
+                "(http, https, ws or wss expected)",
+            )
+        })?;
+        Ok(LiveUrl(raw.into()))
     }
 }

@@ -110,7 +110,13 @@ pub(crate) struct Inner {
     guard: Arc<tokio::sync::Mutex<()>>,
     pub(crate) status: watch::Sender<StatusSnapshot>,
     pub(crate) shutdown: CancellationToken,
-    upstream: UpstreamCounter,
+    pub(crate) upstream: UpstreamCounter,
+    /// Held while a page is applied (a sync's, a backfill's or the live lane's): the pages
+    /// of this process never overlap; [`quake_store::lock::page_write_lock`] does the same
+    /// across processes.
+    pub(crate) page_lock: tokio::sync::Mutex<()>,
+    /// Commit lag of the inserts and updates of this process, by lane.
+    pub(crate) lag: crate::lag::LagRecorder,
 }
 
 /// What a started run holds until it ends: the run row, the in-process guard and the
@@ -169,6 +175,8 @@ impl Engine {
                 status,
                 shutdown: CancellationToken::new(),
                 upstream: UpstreamCounter::default(),
+                page_lock: tokio::sync::Mutex::new(()),
+                lag: crate::lag::LagRecorder::default(),
             }),
         }
     }
@@ -426,7 +434,9 @@ impl Engine {
     /// Writes one fetched page for run `run_id` (with `done`, also marks its backfill window
     /// done in the same transaction), unless the run lost the cluster lock; adds its counts
     /// to `totals` and publishes them. The sync loop and the backfill loop both commit
-    /// through here.
+    /// through here. The page is applied under the page-write locks (this process's and the
+    /// database's), so a live lane batch is written between two pages, never during one.
+    /// With `lane`, the commit lag of its inserts and updates is observed.
     pub(crate) async fn commit_page(
         &self,
         run_id: i64,
@@ -434,27 +444,29 @@ impl Engine {
         page: Fetched,
         totals: &mut RunCounts,
         done: Option<&quake_store::backfill::WindowDone>,
+        lane: Option<crate::lag::Lane>,
     ) -> Result<quake_store::PageResult, String> {
         // A run that lost the cluster lock writes nothing more.
         self.check_lock(holder).await?;
         let res = {
+            let _page = self.inner.page_lock.lock().await;
             let mut conn = self.inner.store.conn().await.map_err(|e| e.to_string())?;
-            let mut db = conn.db();
             let (run, decide) = (Some(run_id), crate::policy::decide);
             let (records, rejected) = (&page.records, &page.rejected);
-            match done {
-                None => {
-                    quake_store::write::apply_page(&mut db, run, records, rejected, decide).await
-                }
-                Some(d) => {
-                    quake_store::backfill::apply_window_page(
-                        &mut db, run, records, rejected, d, decide,
-                    )
-                    .await
-                }
-            }
+            quake_store::lock::apply_page_locked(
+                &mut conn.db(),
+                run,
+                records,
+                rejected,
+                done,
+                decide,
+            )
+            .await
             .map_err(|e| format!("database: {e}"))?
         };
+        if let Some(lane) = lane {
+            self.observe_lag(lane, &page.records, &res);
+        }
         drop(page);
         totals.add(&res.counts);
         let published = *totals;
@@ -541,7 +553,14 @@ impl Engine {
                 None => return Err(fail(FETCH_GONE.into(), totals)),
             };
             let res = self
-                .commit_page(run_id, &holder, page, &mut totals, None)
+                .commit_page(
+                    run_id,
+                    &holder,
+                    page,
+                    &mut totals,
+                    None,
+                    Some(crate::lag::Lane::Sync),
+                )
                 .await
                 .map_err(|m| fail(m, totals))?;
             // The oldest `generated` of the run's pages: a page served from a stale cache

@@ -26,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::engine::INTERRUPTED;
 use crate::engine::{Engine, EngineError, StartOutcome, Trigger};
+use crate::live::{LiveConfig, LiveLane};
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::status::StatusSnapshot;
 use crate::upstream::UpstreamCounts;
+use quake_api::ApiError;
 
 /// Seconds between the starts of two scheduled runs unless configured (`sync.interval_secs`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
@@ -80,6 +82,7 @@ pub struct SyncService {
     scheduler: SchedulerHandle,
     stop_scheduler: CancellationToken,
     scheduler_task: Option<JoinHandle<()>>,
+    live: Option<LiveLane>,
 }
 
 impl SyncService {
@@ -108,7 +111,18 @@ impl SyncService {
             scheduler,
             stop_scheduler,
             scheduler_task,
+            live: None,
         }
+    }
+
+    /// Starts the live lane beside the scheduler ([`crate::live`]); `None` starts none (the
+    /// status then shows it `disabled`). Errors only for a URL the client refuses. The lane
+    /// stops with [`SyncService::shutdown`].
+    pub fn with_live(mut self, live: Option<LiveConfig>) -> Result<SyncService, ApiError> {
+        if let Some(cfg) = live {
+            self.live = Some(LiveLane::start(self.engine.clone(), cfg)?);
+        }
+        Ok(self)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -141,12 +155,17 @@ impl SyncService {
         self.engine.upstream_requests()
     }
 
-    /// Stops the scheduler and the running sync, all within `deadline`: see
-    /// [`Engine::shutdown`].
+    /// Stops the scheduler, the live lane and the running sync, all within `deadline`: see
+    /// [`Engine::shutdown`] and [`LiveLane::stop`].
     pub async fn shutdown(mut self, deadline: Duration) -> Shutdown {
         let until = Instant::now() + deadline;
         self.stop_scheduler.cancel();
-        let outcome = self.engine.shutdown(deadline).await;
+        let live = self.live.take();
+        let (outcome, ()) = tokio::join!(self.engine.shutdown(deadline), async {
+            if let Some(lane) = live {
+                lane.stop(deadline).await;
+            }
+        });
         if let Some(task) = self.scheduler_task.take() {
             let _ = tokio::time::timeout_at(until, task).await;
         }

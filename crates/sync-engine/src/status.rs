@@ -41,6 +41,84 @@ pub struct StatusSnapshot {
     /// `cluster` (PostgreSQL advisory lock) or `process` (SQLite).
     pub lock_scope: String,
     pub backend: String,
+    /// The commit lag (seconds) of the latest page that inserted or updated something: that
+    /// of its most recently updated event ([`crate::lag`]).
+    pub latest_lag_seconds: Option<f64>,
+    /// The lane that committed that page.
+    pub latest_lag_lane: Option<crate::lag::Lane>,
+    /// When that page committed.
+    pub latest_lag_at: Option<DateTime<Utc>>,
+    /// The live lane ([`crate::live`]).
+    pub live: LiveStatus,
+}
+
+/// This process's part in the live lane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveRole {
+    /// No live lane here (`live.enabled = false`, or an embedder that started none).
+    #[default]
+    Disabled,
+    /// Another process leads (holds the live lock); this one retries now and then.
+    Standby,
+    /// This process polls (or listens) and writes.
+    Leader,
+}
+
+impl LiveRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveRole::Disabled => "disabled",
+            LiveRole::Standby => "standby",
+            LiveRole::Leader => "leader",
+        }
+    }
+}
+
+/// Polls (or push batches) by how they ended: `quakesync_live_polls_total{outcome}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LivePolls {
+    /// The feed changed (or push messages arrived) and the batch was written.
+    pub modified: u64,
+    /// 304 Not Modified: nothing read, nothing written.
+    pub not_modified: u64,
+    /// The poll failed, the batch could not be written, or the push connection was lost.
+    pub error: u64,
+}
+
+impl LivePolls {
+    /// `(outcome label, count)`.
+    pub fn iter(&self) -> [(&'static str, u64); 3] {
+        [
+            ("modified", self.modified),
+            ("not_modified", self.not_modified),
+            ("error", self.error),
+        ]
+    }
+}
+
+/// The live lane as this process sees it (in memory; the `live_lane` table keeps the
+/// leader's written batches).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LiveStatus {
+    pub enabled: bool,
+    /// The feed or push service, redacted.
+    pub url: String,
+    /// `poll` (an http(s) summary feed) or `push` (a ws(s) push service).
+    pub mode: String,
+    /// Seconds between polls (polling only).
+    pub interval_seconds: u64,
+    pub role: LiveRole,
+    /// The last poll answered (or push message received) by this process.
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// The last batch of this process that inserted, updated, deleted or merged something.
+    pub last_change_at: Option<DateTime<Utc>>,
+    /// The last failure (poll, write, push connection), cleared by nothing: see its time.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub polls: LivePolls,
+    /// Record outcomes of the batches this process wrote (`pages` = batches).
+    pub records: RunCounts,
 }
 
 impl StatusSnapshot {

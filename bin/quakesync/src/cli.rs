@@ -84,6 +84,15 @@ pub struct Settings {
     /// Ceiling on page requests per run and per backfill window
     #[arg(id = "sync.max_pages", long = "max-pages", env = "QUAKESYNC_MAX_PAGES", value_name = "N")]
     pub max_pages: Option<String>,
+    /// Run the live lane in `serve`
+    #[arg(id = "live.enabled", long = "live-enabled", env = "QUAKESYNC_LIVE_ENABLED", value_name = "BOOL")]
+    pub live_enabled: Option<String>,
+    /// Live feed (http/https, polled) or push service (ws/wss) [default: the kind's]
+    #[arg(id = "live.url", long = "live-url", env = "QUAKESYNC_LIVE_URL", value_name = "URL")]
+    pub live_url: Option<String>,
+    /// Seconds between two polls of the live feed, at least 30
+    #[arg(id = "live.interval_secs", long = "live-interval-secs", env = "QUAKESYNC_LIVE_INTERVAL_SECS", value_name = "SECS")]
+    pub live_interval_secs: Option<String>,
 }
 
 /// A key's flag works before or after the command, and takes a negative number (so that the

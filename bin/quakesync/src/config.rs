@@ -5,7 +5,7 @@
 //! environment variable or its flag (clap's `env`: the flag wins). Precedence: defaults <
 //! file < environment < flags. Each section, its defaults and its checks belong to the
 //! crate it configures: [`DatabaseSettings`], [`HttpSettings`], [`SourceSettings`],
-//! [`SyncSettings`]. Each value keeps where it came from (figment metadata), so an error
+//! [`SyncSettings`], [`LiveSettings`]. Each value keeps where it came from (figment metadata), so an error
 //! names the key and the file, variable or flag; unknown keys are refused
 //! (`deny_unknown_fields`). Secrets print redacted.
 
@@ -20,7 +20,7 @@ use figment::value::{Dict, Value};
 use quake_store::DatabaseSettings;
 use serde::{Deserialize, Serialize};
 use status_http::HttpSettings;
-use sync_engine::{SourceSettings, SyncSettings};
+use sync_engine::{LiveSettings, SourceSettings, SyncSettings};
 
 use crate::cli::Cli;
 
@@ -35,6 +35,7 @@ pub struct Config {
     pub http: HttpSettings,
     pub source: SourceSettings,
     pub sync: SyncSettings,
+    pub live: LiveSettings,
 }
 
 impl Config {
@@ -103,7 +104,7 @@ fn load_from(
     let mut config: Config = figment
         .extract_lossy()
         .map_err(|e| invalid(e, file.as_deref(), matches))?;
-    config.source.resolve_url();
+    sync_engine::config::resolve_urls(&mut config.source, &mut config.live);
     Ok(config)
 }
 
@@ -292,7 +293,7 @@ mod tests {
             .map(|a| a.get_id().as_str())
             .filter(|id| id.contains('.'))
             .collect();
-        assert_eq!(keys.len(), 17, "{keys:?}");
+        assert_eq!(keys.len(), 20, "{keys:?}");
         for key in keys {
             let (section, name) = key.split_once('.').ok_or("dotted key")?;
             assert!(text.contains(&format!("[{section}]")), "{section}");

@@ -1,7 +1,7 @@
 //! `quakesync serve`: migrate, the HTTP surface, the sync service, and a clean shutdown.
 //!
 //! Reads: `http.bind`, `http.admin_token`, `sync.enabled`, `sync.interval_secs`,
-//! `sync.startup_delay_secs`, plus what [`crate::app`] reads for the store and the source.
+//! `sync.startup_delay_secs`, the `[live]` section, plus what [`crate::app`] reads for the store and the source.
 //!
 //! Shutdown (SIGINT or SIGTERM; actix's own signal handling is off): stop accepting
 //! requests, then [`SyncService::shutdown`] (a running sync stops once the page it is
@@ -37,9 +37,10 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         engine.store().url_redacted(),
         engine.store().backend().as_str(),
     );
-    let source = engine.source();
-    log::info!("Source: {} {}", source.kind(), source.url());
-    let service = SyncService::start(engine, config.sync.schedule());
+    let live = config
+        .live
+        .config(config.source.kind, config.sync.http_options());
+    let service = SyncService::start(engine, config.sync.schedule()).with_live(live);
     let admin_token = config.http.admin_token();
     let manual = match admin_token {
         Some(_) => "enabled (bearer token)",

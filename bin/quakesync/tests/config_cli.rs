@@ -146,3 +146,84 @@ fn the_environment_overrides_the_file_and_flags_override_both() -> TestResult {
     );
     Ok(())
 }
+
+/// The `[live]` section (issue 18): its defaults by source kind, the environment, and the
+/// 30 s minimum of the poll interval, refused naming the key (exit 2).
+#[test]
+fn live_lane_settings_defaults_env_and_the_minimum() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let section = |stdout: &str| -> String {
+        stdout
+            .split("[live]")
+            .nth(1)
+            .unwrap_or_default()
+            .split("\n[")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let out = quakesync(dir.path(), &["config"], &[])?;
+    assert!(out.status.success());
+    let live = section(&String::from_utf8(out.stdout)?);
+    for line in [
+        "enabled = true",
+        "url = \"https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson\"",
+        "interval_secs = 60",
+    ] {
+        assert!(live.lines().any(|l| l == line), "{line}:\n{live}");
+    }
+    let out = quakesync(
+        dir.path(),
+        &["config"],
+        &[
+            ("QUAKESYNC_SOURCE_KIND", "emsc"),
+            ("QUAKESYNC_LIVE_ENABLED", "false"),
+            ("QUAKESYNC_LIVE_INTERVAL_SECS", "30"),
+        ],
+    )?;
+    assert!(out.status.success());
+    let live = section(&String::from_utf8(out.stdout)?);
+    for line in [
+        "enabled = false",
+        "url = \"wss://www.seismicportal.eu/standing_order/websocket\"",
+        "interval_secs = 30",
+    ] {
+        assert!(live.lines().any(|l| l == line), "{line}:\n{live}");
+    }
+    let out = quakesync(
+        dir.path(),
+        &["config"],
+        &[(
+            "QUAKESYNC_LIVE_URL",
+            "http://user:s3cret@127.0.0.1:9/feed.geojson",
+        )],
+    )?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success() && !stdout.contains("s3cret"),
+        "{stdout}"
+    );
+    for (env, want) in [
+        (
+            ("QUAKESYNC_LIVE_INTERVAL_SECS", "29"),
+            "invalid value for live.interval_secs (QUAKESYNC_LIVE_INTERVAL_SECS): 29 is below the minimum 30",
+        ),
+        (
+            ("QUAKESYNC_LIVE_URL", "ftp://example.org/feed"),
+            "invalid value for live.url (QUAKESYNC_LIVE_URL)",
+        ),
+    ] {
+        let out = quakesync(dir.path(), &["config"], &[env])?;
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(stderr.contains(want), "{stderr}");
+    }
+    let out = quakesync(dir.path(), &["config", "--live-interval-secs", "10"], &[])?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("invalid value for live.interval_secs (--live-interval-secs)"),
+        "{stderr}"
+    );
+    Ok(())
+}

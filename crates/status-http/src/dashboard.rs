@@ -63,6 +63,53 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// The live lane's line: its role, what it reads, its last poll and change.
+fn live_text(snap: &StatusSnapshot) -> String {
+    let l = &snap.live;
+    if !l.enabled {
+        return "disabled".to_string();
+    }
+    let mut text = format!("{} · {} {}", l.role.as_str(), l.mode, l.url);
+    if l.mode == "poll" {
+        let _ = write!(text, " every {}s", l.interval_seconds);
+    }
+    let _ = write!(
+        text,
+        "; last poll {}, last change {}; {} inserted, {} updated",
+        when(l.last_poll_at),
+        when(l.last_change_at),
+        l.records.inserted,
+        l.records.updated
+    );
+    if let Some(e) = &l.last_error {
+        let _ = write!(text, "; last error at {}: {e}", when(l.last_error_at));
+    }
+    text
+}
+
+/// The latest commit lag: seconds from the upstream's `updated` to the commit.
+fn lag_text(snap: &StatusSnapshot) -> String {
+    match (snap.latest_lag_seconds, snap.latest_lag_lane) {
+        (Some(secs), Some(lane)) => format!(
+            "{} from upstream update to commit ({} lane, committed {})",
+            human_secs(secs),
+            lane.as_str(),
+            when(snap.latest_lag_at)
+        ),
+        _ => "no change committed by this process yet".to_string(),
+    }
+}
+
+fn human_secs(secs: f64) -> String {
+    if secs < 120.0 {
+        format!("{secs:.1} s")
+    } else if secs < 7200.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
+}
+
 fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || "never".to_string(),
@@ -472,6 +519,12 @@ fn render(
             v.counts.live, v.counts.deleted, v.counts.merged
         );
     }
+    let _ = write!(
+        h,
+        r#"<dt>Live lane</dt><dd id="live-lane">{}</dd><dt>Freshness lag</dt><dd id="lag">{}</dd>"#,
+        esc(&live_text(snap)),
+        esc(&lag_text(snap)),
+    );
     let _ = write!(
         h,
         "<dt>Skipped syncs</dt><dd>{} (another sync held the lock)</dd></dl></section>",

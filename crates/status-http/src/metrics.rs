@@ -8,7 +8,7 @@
 //! follows the engine's own count of its upstream requests
 //! ([`Engine::upstream_requests`](sync_engine::Engine::upstream_requests)).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpResponse, web};
 use prometheus::{
@@ -53,6 +53,10 @@ pub struct Metrics {
     pool: IntGaugeVec,
     catalogue: IntGaugeVec,
     newest_update: Gauge,
+    live_polls: IntCounterVec,
+    live_records: IntCounterVec,
+    live_leader: IntGauge,
+    lag: Arc<LagCollector>,
     seen: Mutex<Seen>,
 }
 
@@ -127,6 +131,29 @@ impl Metrics {
             "quakesync_catalogue_newest_update_timestamp_seconds",
             "Unix time of the newest `updated` in the catalogue (0: empty)",
         )?;
+        let live_polls = IntCounterVec::new(
+            Opts::new(
+                "quakesync_live_polls_total",
+                "Live lane polls (or push batches), by outcome (modified, not_modified, error)",
+            ),
+            &["outcome"],
+        )?;
+        let live_records = IntCounterVec::new(
+            Opts::new(
+                "quakesync_live_records_total",
+                "Records written by the live lane, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let live_leader = IntGauge::new(
+            "quakesync_live_leader",
+            "1 while this process leads the live lane (polls or listens)",
+        )?;
+        let lag = Arc::new(LagCollector::new()?);
+        registry.register(Box::new(live_polls.clone()))?;
+        registry.register(Box::new(live_records.clone()))?;
+        registry.register(Box::new(live_leader.clone()))?;
+        registry.register(Box::new(SharedLag(lag.clone())))?;
         registry.register(Box::new(runs.clone()))?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(skipped.clone()))?;
@@ -153,6 +180,12 @@ impl Metrics {
         for s in ["live", "deleted", "merged"] {
             catalogue.with_label_values(&[s]);
         }
+        for (o, _) in sync_engine::LivePolls::default().iter() {
+            live_polls.with_label_values(&[o]);
+        }
+        for o in RECORD_OUTCOMES {
+            live_records.with_label_values(&[o]);
+        }
         Ok(Metrics {
             registry,
             runs,
@@ -165,6 +198,10 @@ impl Metrics {
             pool,
             catalogue,
             newest_update,
+            live_polls,
+            live_records,
+            live_leader,
+            lag,
             seen: Mutex::new(Seen::default()),
         })
     }
@@ -216,6 +253,24 @@ impl Metrics {
                 .unwrap_or(0.0),
         );
         self.in_progress.set(i64::from(snap.is_running));
+        let live = &snap.live;
+        for (o, n) in live.polls.iter() {
+            catch_up(&self.live_polls.with_label_values(&[o]), n);
+        }
+        let k = &live.records;
+        for (o, n) in RECORD_OUTCOMES.iter().zip([
+            k.fetched,
+            k.inserted,
+            k.updated,
+            k.unchanged,
+            k.deleted,
+            k.merged,
+            k.rejected,
+        ]) {
+            catch_up(&self.live_records.with_label_values(&[o]), n.max(0) as u64);
+        }
+        self.live_leader
+            .set(i64::from(live.role == sync_engine::LiveRole::Leader));
     }
 
     fn observe_pool(&self, state: quake_store::PoolState) {
@@ -271,6 +326,7 @@ fn catch_up(c: &IntCounter, target: u64) {
 pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
     let m = &state.metrics;
     state.engine.with_status(|snap| m.observe_snapshot(snap));
+    m.lag.set(state.engine.lag_histograms());
     m.observe_upstream(state.engine.upstream_requests());
     let store = state.engine.store();
     m.observe_pool(store.pool_state());
@@ -291,4 +347,88 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, 
     Ok(HttpResponse::Ok()
         .content_type(prometheus::TEXT_FORMAT)
         .body(m.encode()?))
+}
+
+/// `quakesync_event_lag_seconds{lane}`: the engine keeps the histograms
+/// ([`Engine::lag_histograms`](sync_engine::Engine::lag_histograms)); this collector shows
+/// the reading taken at the scrape.
+struct LagCollector {
+    desc: prometheus::core::Desc,
+    latest: Mutex<sync_engine::LagHistograms>,
+}
+
+const LAG_NAME: &str = "quakesync_event_lag_seconds";
+const LAG_HELP: &str = "Commit time minus the event's upstream `updated`, for inserts and updates, by lane (live, sync; backfills not observed)";
+
+impl LagCollector {
+    fn new() -> Result<LagCollector, prometheus::Error> {
+        Ok(LagCollector {
+            desc: prometheus::core::Desc::new(
+                LAG_NAME.into(),
+                LAG_HELP.into(),
+                vec!["lane".into()],
+                std::collections::HashMap::new(),
+            )?,
+            latest: Mutex::default(),
+        })
+    }
+
+    fn set(&self, h: sync_engine::LagHistograms) {
+        *self
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = h;
+    }
+}
+
+/// The collector as the registry holds it (the metrics keep a handle to feed it).
+struct SharedLag(Arc<LagCollector>);
+
+impl prometheus::core::Collector for SharedLag {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.0.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::proto;
+        let all = self
+            .0
+            .latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let metrics = sync_engine::Lane::ALL
+            .iter()
+            .map(|lane| {
+                let h = all.get(*lane);
+                let buckets = sync_engine::LAG_BUCKETS
+                    .iter()
+                    .zip(h.cumulative)
+                    .map(|(bound, n)| {
+                        let mut b = proto::Bucket::default();
+                        b.set_upper_bound(*bound);
+                        b.set_cumulative_count(n);
+                        b
+                    })
+                    .collect();
+                let mut hist = proto::Histogram::default();
+                hist.set_sample_count(h.count);
+                hist.set_sample_sum(h.sum);
+                hist.set_bucket(buckets);
+                let mut label = proto::LabelPair::default();
+                label.set_name("lane".into());
+                label.set_value(lane.as_str().into());
+                let mut m = proto::Metric::default();
+                m.set_label(vec![label]);
+                m.set_histogram(hist);
+                m
+            })
+            .collect();
+        let mut family = proto::MetricFamily::default();
+        family.set_name(LAG_NAME.into());
+        family.set_help(LAG_HELP.into());
+        family.set_field_type(proto::MetricType::HISTOGRAM);
+        family.set_metric(metrics);
+        vec![family]
+    }
 }

@@ -113,6 +113,12 @@ fn serialize(
             lock_scope: &snap.lock_scope,
             resource_management: "active",
         },
+        live: LiveBody::of(snap),
+        lag: LagBody {
+            latest_seconds: snap.latest_lag_seconds,
+            lane: snap.latest_lag_lane,
+            committed_at: snap.latest_lag_at,
+        },
     })
 }
 
@@ -123,6 +129,80 @@ struct StatusBody<'a> {
     last_run: Option<RunBody<'a>>,
     source: SourceBody<'a>,
     protection: ProtectionBody<'a>,
+    live: LiveBody<'a>,
+    lag: LagBody,
+}
+
+/// The live lane (issue 18), as this process sees it.
+#[derive(Serialize)]
+struct LiveBody<'a> {
+    enabled: bool,
+    /// Redacted like `source.url`.
+    url: &'a str,
+    mode: &'a str,
+    interval_seconds: u64,
+    role: &'static str,
+    last_poll_at: Option<DateTime<Utc>>,
+    last_change_at: Option<DateTime<Utc>>,
+    last_error: Option<&'a str>,
+    last_error_at: Option<DateTime<Utc>>,
+    polls: &'a sync_engine::LivePolls,
+    records: LiveRecords,
+    latest_lag_seconds: Option<f64>,
+}
+
+impl<'a> LiveBody<'a> {
+    fn of(snap: &'a StatusSnapshot) -> Self {
+        let l = &snap.live;
+        let k = &l.records;
+        LiveBody {
+            enabled: l.enabled,
+            url: &l.url,
+            mode: &l.mode,
+            interval_seconds: l.interval_seconds,
+            role: l.role.as_str(),
+            last_poll_at: l.last_poll_at,
+            last_change_at: l.last_change_at,
+            last_error: l.last_error.as_deref(),
+            last_error_at: l.last_error_at,
+            polls: &l.polls,
+            records: LiveRecords {
+                batches: k.pages,
+                fetched: k.fetched,
+                inserted: k.inserted,
+                updated: k.updated,
+                unchanged: k.unchanged,
+                deleted: k.deleted,
+                merged: k.merged,
+                rejected: k.rejected,
+            },
+            latest_lag_seconds: match snap.latest_lag_lane {
+                Some(sync_engine::Lane::Live) => snap.latest_lag_seconds,
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Record outcomes of the live lane's batches written by this process.
+#[derive(Serialize)]
+struct LiveRecords {
+    batches: i64,
+    fetched: i64,
+    inserted: i64,
+    updated: i64,
+    unchanged: i64,
+    deleted: i64,
+    merged: i64,
+    rejected: i64,
+}
+
+/// The commit lag of the latest page that inserted or updated something, either lane.
+#[derive(Serialize)]
+struct LagBody {
+    latest_seconds: Option<f64>,
+    lane: Option<sync_engine::Lane>,
+    committed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]

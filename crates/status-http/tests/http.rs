@@ -11,7 +11,7 @@ use quake_store::testing::TestDb;
 use quake_store::{Store, StoreOptions};
 use serde_json::json;
 
-const METRICS: [&str; 10] = [
+const METRICS: [&str; 14] = [
     "quakesync_sync_runs_total",
     "quakesync_sync_records_total",
     "quakesync_sync_skipped_total",
@@ -22,6 +22,10 @@ const METRICS: [&str; 10] = [
     "quakesync_db_pool_connections",
     "quakesync_catalogue_events",
     "quakesync_catalogue_newest_update_timestamp_seconds",
+    "quakesync_event_lag_seconds",
+    "quakesync_live_polls_total",
+    "quakesync_live_records_total",
+    "quakesync_live_leader",
 ];
 
 /// `fut`'s answer: the database's unavailability is reported, not waited out (60 s only
@@ -68,12 +72,18 @@ async fn every_endpoint_answers_the_spec_shape() {
         keys(&st),
         [
             "current_sync",
+            "lag",
             "last_run",
+            "live",
             "protection",
             "scheduler",
             "source"
         ]
     );
+    // No live lane started here: the status says so; no lag measured yet.
+    assert_eq!(st["live"]["enabled"], json!(false), "{st}");
+    assert_eq!(st["live"]["role"], json!("disabled"), "{st}");
+    assert_eq!(st["lag"]["latest_seconds"], json!(null), "{st}");
     assert_eq!(
         st["scheduler"],
         json!({
@@ -180,6 +190,11 @@ async fn every_endpoint_answers_the_spec_shape() {
         "quakesync_db_pool_connections{state=\"max\"} 4",
         "quakesync_catalogue_events{state=\"live\"} 3",
         "quakesync_catalogue_events{state=\"deleted\"} 0",
+        // The three inserts' lag, observed in the sync lane; no live lane here.
+        "quakesync_event_lag_seconds_count{lane=\"sync\"} 3",
+        "quakesync_event_lag_seconds_count{lane=\"live\"} 0",
+        "quakesync_live_polls_total{outcome=\"modified\"} 0",
+        "quakesync_live_leader 0",
     ] {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }

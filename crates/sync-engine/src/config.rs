@@ -212,6 +212,13 @@ impl LiveSettings {
     }
 }
 
+/// Sets the source's and the live lane's URLs to their kind's defaults where unset, so
+/// that printing the settings shows the URLs in effect.
+pub fn resolve_urls(source: &mut SourceSettings, live: &mut LiveSettings) {
+    source.resolve_url();
+    live.resolve_url(source.kind);
+}
+
 /// A live lane URL: http(s) (a summary feed, polled) or ws(s) (a push service), with a
 /// host; shown redacted.
 #[derive(Debug, Deserialize, Serialize)]

@@ -30,7 +30,6 @@ use crate::live::{LiveConfig, LiveLane};
 use crate::scheduler::{Scheduler, SchedulerHandle};
 use crate::status::StatusSnapshot;
 use crate::upstream::UpstreamCounts;
-use quake_api::ApiError;
 
 /// Seconds between the starts of two scheduled runs unless configured (`sync.interval_secs`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
@@ -89,6 +88,8 @@ impl SyncService {
     /// Starts the scheduler (unless `schedule.enabled` is false) on the current tokio
     /// runtime; call it from inside one.
     pub fn start(engine: Engine, schedule: Schedule) -> SyncService {
+        let source = engine.source();
+        log::info!("Source: {} {}", source.kind(), source.url());
         let stop_scheduler = CancellationToken::new();
         let (scheduler, scheduler_task) = if schedule.enabled {
             let s = Scheduler::new(
@@ -116,13 +117,23 @@ impl SyncService {
     }
 
     /// Starts the live lane beside the scheduler ([`crate::live`]); `None` starts none (the
-    /// status then shows it `disabled`). Errors only for a URL the client refuses. The lane
-    /// stops with [`SyncService::shutdown`].
-    pub fn with_live(mut self, live: Option<LiveConfig>) -> Result<SyncService, ApiError> {
+    /// status then shows it `disabled`). The lane stops with [`SyncService::shutdown`]. A
+    /// URL the client refuses starts none either: logged, and shown as the lane's
+    /// `last_error` (use [`LiveLane::start`] to handle it).
+    pub fn with_live(mut self, live: Option<LiveConfig>) -> SyncService {
         if let Some(cfg) = live {
-            self.live = Some(LiveLane::start(self.engine.clone(), cfg)?);
+            match LiveLane::start(self.engine.clone(), cfg) {
+                Ok(lane) => self.live = Some(lane),
+                Err(e) => {
+                    log::error!("Live lane not started: {e}");
+                    self.engine.inner.status.send_modify(|s| {
+                        s.live.last_error = Some(e.to_string());
+                        s.live.last_error_at = Some(chrono::Utc::now());
+                    });
+                }
+            }
         }
-        Ok(self)
+        self
     }
 
     pub fn engine(&self) -> &Engine {

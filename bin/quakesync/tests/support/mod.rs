@@ -22,7 +22,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `quakesync` with a clean environment, pointed at `db_url` and `upstream`.
+/// `quakesync` with a clean environment, pointed at `db_url` and `upstream`, the live lane
+/// off (its default feed is the real USGS: a test that wants it points `QUAKESYNC_LIVE_URL`
+/// at a local server and turns it on).
 pub fn quakesync(dir: &Path, db_url: &str, upstream: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_quakesync"));
     cmd.current_dir(dir)
@@ -32,6 +34,7 @@ pub fn quakesync(dir: &Path, db_url: &str, upstream: &str) -> Command {
         .env("QUAKESYNC_START_TIME", "2021-07-01T00:00:00Z")
         .env("QUAKESYNC_MAX_RETRIES", "0")
         .env("QUAKESYNC_BATCH_SIZE", "20")
+        .env("QUAKESYNC_LIVE_ENABLED", "false")
         .env("RUST_LOG", "info");
     cmd
 }

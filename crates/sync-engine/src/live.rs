@@ -136,7 +136,7 @@ impl LiveConfig {
 
 /// The upstream client of the lane, made (and its URL checked) at start.
 enum Upstream {
-    Poll(FeedClient),
+    Poll(Box<FeedClient>),
     Push,
 }
 
@@ -153,7 +153,9 @@ impl LiveLane {
     pub fn start(engine: Engine, cfg: LiveConfig) -> Result<LiveLane, ApiError> {
         let mode = cfg.mode();
         let upstream = match mode {
-            LiveMode::Poll => Upstream::Poll(FeedClient::new(&cfg.url, cfg.http.clone())?),
+            LiveMode::Poll => {
+                Upstream::Poll(Box::new(FeedClient::new(&cfg.url, cfg.http.clone())?))
+            }
             LiveMode::Push => Upstream::Push,
         };
         let shown = quake_core::redact_url(&cfg.url);

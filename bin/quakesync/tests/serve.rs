@@ -182,3 +182,73 @@ async fn concurrent_triggers_and_another_process_on_postgres() {
     let (code, _) = serve.terminate_timed();
     assert_eq!(code, Some(0), "{}", serve.log());
 }
+
+/// `serve` with the live lane pointed at a local summary feed (issue 18): this process
+/// leads, polls, commits the feed's events once, shows the lane in `/sync-status` and
+/// `/metrics`, and stops it on SIGTERM with the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_the_live_lane_against_a_local_feed() {
+    let db = TestDb::sqlite();
+    let up = wiremock::MockServer::start().await;
+    common::serve_feed(&up, NULL_MAG).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = quakesync_from_epoch(dir.path(), &db.url, &up.uri());
+    cmd.env("QUAKESYNC_SYNC_ENABLED", "false")
+        .env("QUAKESYNC_LIVE_ENABLED", "true")
+        .env(
+            "QUAKESYNC_LIVE_URL",
+            format!("http://user:pw-s3cret@{}/feed.geojson", up.address()),
+        );
+    let mut serve = Serve::start(cmd, dir.path(), "live");
+    serve.wait_ready().await;
+    let t = std::time::Instant::now();
+    let live = loop {
+        let (s, st) = http(serve.port, "GET", "/sync-status", None).await.unwrap();
+        assert_eq!(s, 200);
+        if st["live"]["records"]["inserted"] == 3 {
+            break st;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "{st}\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let l = &live["live"];
+    assert_eq!(l["enabled"], true, "{live}");
+    assert_eq!(l["role"], "leader");
+    assert_eq!(l["mode"], "poll");
+    assert_eq!(l["interval_seconds"], 60);
+    assert!(!l["url"].as_str().unwrap().contains("s3cret"), "{live}");
+    assert_eq!(l["polls"]["modified"], 1);
+    assert_eq!(l["records"]["batches"], 1);
+    assert!(l["latest_lag_seconds"].is_number(), "{live}");
+    assert_eq!(live["lag"]["lane"], "live");
+    let (_, metrics) = support::http_raw(serve.port, "GET", "/metrics", None, "")
+        .await
+        .unwrap();
+    for line in [
+        "quakesync_live_leader 1",
+        "quakesync_live_polls_total{outcome=\"modified\"} 1",
+        "quakesync_live_records_total{outcome=\"inserted\"} 3",
+        "quakesync_event_lag_seconds_count{lane=\"live\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line}:\n{metrics}");
+    }
+    let (_, page) = support::http_raw(serve.port, "GET", "/", None, "")
+        .await
+        .unwrap();
+    assert!(page.contains(r#"id="live-lane">leader"#), "{page}");
+    assert!(
+        page.contains("from upstream update to commit (live lane"),
+        "{page}"
+    );
+    // The live lane writes no run rows.
+    assert!(all_runs(&db.url).await.is_empty());
+    let code = serve.terminate();
+    let log = serve.log();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("Live lane stopped"), "{log}");
+    assert!(!log.contains("s3cret"), "{log}");
+}

@@ -33,66 +33,52 @@ pub struct Cli {
 #[command(mut_args = setting)]
 #[rustfmt::skip]
 pub struct Settings {
-    /// Database: postgres://…, postgresql://… or sqlite://PATH
-    #[arg(id = "database.url", long = "database-url", env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(id = "database.url", long = "database-url", env = "DATABASE_URL", value_name = "URL", hide_env_values = true, help = "Database: postgres://…, postgresql://… or sqlite://PATH")]
     pub database_url: Option<String>,
-    /// Database connections in the pool, at least 1
-    #[arg(id = "database.pool_size", long = "pool-size", env = "QUAKESYNC_DB_POOL_SIZE", value_name = "N")]
+    #[arg(id = "database.pool_size", long = "pool-size", env = "QUAKESYNC_DB_POOL_SIZE", value_name = "N", help = "Database connections in the pool, at least 1")]
     pub pool_size: Option<String>,
-    /// HTTP listen address, IP:PORT
-    #[arg(id = "http.bind", long = "bind", env = "QUAKESYNC_BIND", value_name = "ADDR")]
+    #[arg(id = "http.bind", long = "bind", env = "QUAKESYNC_BIND", value_name = "ADDR", help = "HTTP listen address, IP:PORT")]
     pub bind: Option<String>,
-    /// Bearer token for POST /sync; unset disables it
-    #[arg(id = "http.admin_token", long = "admin-token", env = "QUAKESYNC_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(id = "http.admin_token", long = "admin-token", env = "QUAKESYNC_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true, help = "Bearer token for POST /sync; unset disables it")]
     pub admin_token: Option<String>,
-    /// Upstream: fdsn, feed or emsc
-    #[arg(id = "source.kind", long = "source-kind", env = "QUAKESYNC_SOURCE_KIND", value_name = "KIND")]
+    #[arg(id = "source.kind", long = "source-kind", env = "QUAKESYNC_SOURCE_KIND", value_name = "KIND", help = "Upstream: fdsn, feed or emsc")]
     pub source_kind: Option<String>,
-    /// Upstream URL [default: the kind's]
-    #[arg(id = "source.url", long = "source-url", env = "QUAKESYNC_SOURCE_URL", value_name = "URL")]
+    #[arg(id = "source.url", long = "source-url", env = "QUAKESYNC_SOURCE_URL", value_name = "URL", help = "Upstream URL [default: the kind's]")]
     pub source_url: Option<String>,
-    /// Start of the first sync window, RFC 3339 [default: 24 hours before the first run]
-    #[arg(id = "source.start_time", long = "start-time", env = "QUAKESYNC_START_TIME", value_name = "TIME")]
+    #[arg(id = "source.start_time", long = "start-time", env = "QUAKESYNC_START_TIME", value_name = "TIME", help = "Start of the first sync window, RFC 3339 [default: 24 hours before the first run]")]
     pub start_time: Option<String>,
-    /// Skip events below this magnitude
-    #[arg(id = "source.min_magnitude", long = "min-magnitude", env = "QUAKESYNC_MIN_MAGNITUDE", value_name = "MAG")]
+    #[arg(id = "source.min_magnitude", long = "min-magnitude", env = "QUAKESYNC_MIN_MAGNITUDE", value_name = "MAG", help = "Skip events below this magnitude")]
     pub min_magnitude: Option<String>,
-    /// Run the scheduler in `serve`
-    #[arg(id = "sync.enabled", long = "sync-enabled", env = "QUAKESYNC_SYNC_ENABLED", value_name = "BOOL")]
+    #[arg(id = "sync.enabled", long = "sync-enabled", env = "QUAKESYNC_SYNC_ENABLED", value_name = "BOOL", help = "Run the scheduler in `serve`")]
     pub sync_enabled: Option<String>,
-    /// Seconds between the starts of scheduled runs
-    #[arg(id = "sync.interval_secs", long = "interval-secs", env = "QUAKESYNC_SYNC_INTERVAL_SECS", value_name = "SECS")]
+    #[arg(id = "sync.interval_secs", long = "interval-secs", env = "QUAKESYNC_SYNC_INTERVAL_SECS", value_name = "SECS", help = "Seconds between the starts of scheduled runs")]
     pub interval_secs: Option<String>,
-    /// Seconds from `serve` to the first scheduled run
-    #[arg(id = "sync.startup_delay_secs", long = "startup-delay-secs", env = "QUAKESYNC_STARTUP_DELAY_SECS", value_name = "SECS")]
+    #[arg(id = "sync.startup_delay_secs", long = "startup-delay-secs", env = "QUAKESYNC_STARTUP_DELAY_SECS", value_name = "SECS", help = "Seconds from `serve` to the first scheduled run")]
     pub startup_delay_secs: Option<String>,
-    /// Events per upstream page, 1..=20000
-    #[arg(id = "sync.batch_size", long = "batch-size", env = "QUAKESYNC_BATCH_SIZE", value_name = "N")]
+    #[arg(id = "sync.batch_size", long = "batch-size", env = "QUAKESYNC_BATCH_SIZE", value_name = "N", help = "Events per upstream page, 1..=20000")]
     pub batch_size: Option<String>,
-    /// Seconds the cursor is set back so no update is missed
-    #[arg(id = "sync.overlap_secs", long = "overlap-secs", env = "QUAKESYNC_OVERLAP_SECS", value_name = "SECS")]
+    #[arg(id = "sync.overlap_secs", long = "overlap-secs", env = "QUAKESYNC_OVERLAP_SECS", value_name = "SECS", help = "Seconds the cursor is set back so no update is missed")]
     pub overlap_secs: Option<String>,
-    /// Retries per upstream request
-    #[arg(id = "sync.max_retries", long = "max-retries", env = "QUAKESYNC_MAX_RETRIES", value_name = "N")]
+    #[arg(id = "sync.max_retries", long = "max-retries", env = "QUAKESYNC_MAX_RETRIES", value_name = "N", help = "Retries per upstream request")]
     pub max_retries: Option<String>,
-    /// Timeout per upstream request, at least 1
-    #[arg(id = "sync.http_timeout_secs", long = "http-timeout-secs", env = "QUAKESYNC_HTTP_TIMEOUT_SECS", value_name = "SECS")]
+    #[arg(id = "sync.http_timeout_secs", long = "http-timeout-secs", env = "QUAKESYNC_HTTP_TIMEOUT_SECS", value_name = "SECS", help = "Timeout per upstream request, at least 1")]
     pub http_timeout_secs: Option<String>,
-    /// Largest upstream response accepted, at least 1
-    #[arg(id = "sync.max_response_mb", long = "max-response-mb", env = "QUAKESYNC_MAX_RESPONSE_MB", value_name = "MIB")]
+    #[arg(id = "sync.max_response_mb", long = "max-response-mb", env = "QUAKESYNC_MAX_RESPONSE_MB", value_name = "MIB", help = "Largest upstream response accepted, at least 1")]
     pub max_response_mb: Option<String>,
-    /// Ceiling on page requests per run and per backfill window
-    #[arg(id = "sync.max_pages", long = "max-pages", env = "QUAKESYNC_MAX_PAGES", value_name = "N")]
+    #[arg(id = "sync.max_pages", long = "max-pages", env = "QUAKESYNC_MAX_PAGES", value_name = "N", help = "Ceiling on page requests per run and per backfill window")]
     pub max_pages: Option<String>,
-    /// Run the live lane in `serve`
-    #[arg(id = "live.enabled", long = "live-enabled", env = "QUAKESYNC_LIVE_ENABLED", value_name = "BOOL")]
+    #[arg(id = "live.enabled", long = "live-enabled", env = "QUAKESYNC_LIVE_ENABLED", value_name = "BOOL", help = "Run the live lane in `serve`")]
     pub live_enabled: Option<String>,
-    /// Live feed (http/https, polled) or push service (ws/wss) [default: the kind's]
-    #[arg(id = "live.url", long = "live-url", env = "QUAKESYNC_LIVE_URL", value_name = "URL")]
+    #[arg(id = "live.url", long = "live-url", env = "QUAKESYNC_LIVE_URL", value_name = "URL", help = "Live feed (http/https, polled) or push service (ws/wss) [default: the kind's]")]
     pub live_url: Option<String>,
-    /// Seconds between two polls of the live feed, at least 30
-    #[arg(id = "live.interval_secs", long = "live-interval-secs", env = "QUAKESYNC_LIVE_INTERVAL_SECS", value_name = "SECS")]
+    #[arg(id = "live.interval_secs", long = "live-interval-secs", env = "QUAKESYNC_LIVE_INTERVAL_SECS", value_name = "SECS", help = "Seconds between two polls of the live feed, at least 30")]
     pub live_interval_secs: Option<String>,
+    #[arg(id = "stream.retention_hours", long = "stream-retention-hours", env = "QUAKESYNC_STREAM_RETENTION_HOURS", value_name = "HOURS", help = "Hours a change stays resumable on /events/stream, at least 1")]
+    pub stream_retention_hours: Option<String>,
+    #[arg(id = "stream.client_buffer", long = "stream-client-buffer", env = "QUAKESYNC_STREAM_CLIENT_BUFFER", value_name = "N", help = "Changes queued per stream client before it is cut off, at least 1")]
+    pub stream_client_buffer: Option<String>,
+    #[arg(id = "stream.max_clients", long = "stream-max-clients", env = "QUAKESYNC_STREAM_MAX_CLIENTS", value_name = "N", help = "Concurrent /events/stream clients, at least 1")]
+    pub stream_max_clients: Option<String>,
 }
 
 /// A key's flag works before or after the command, and takes a negative number (so that the

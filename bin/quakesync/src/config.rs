@@ -5,9 +5,9 @@
 //! environment variable or its flag (clap's `env`: the flag wins). Precedence: defaults <
 //! file < environment < flags. Each section, its defaults and its checks belong to the
 //! crate it configures: [`DatabaseSettings`], [`HttpSettings`], [`SourceSettings`],
-//! [`SyncSettings`], [`LiveSettings`]. Each value keeps where it came from (figment metadata), so an error
-//! names the key and the file, variable or flag; unknown keys are refused
-//! (`deny_unknown_fields`). Secrets print redacted.
+//! [`SyncSettings`], [`LiveSettings`], [`StreamSettings`]. Each value keeps where it came
+//! from (figment metadata), so an error names the key and the file, variable or flag;
+//! unknown keys are refused (`deny_unknown_fields`). Secrets print redacted.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ use figment::providers::Serialized;
 use figment::value::{Dict, Value};
 use quake_store::DatabaseSettings;
 use serde::{Deserialize, Serialize};
-use status_http::HttpSettings;
+use status_http::{HttpSettings, StreamSettings};
 use sync_engine::{LiveSettings, SourceSettings, SyncSettings};
 
 use crate::cli::Cli;
@@ -36,6 +36,7 @@ pub struct Config {
     pub source: SourceSettings,
     pub sync: SyncSettings,
     pub live: LiveSettings,
+    pub stream: StreamSettings,
 }
 
 impl Config {
@@ -293,7 +294,7 @@ mod tests {
             .map(|a| a.get_id().as_str())
             .filter(|id| id.contains('.'))
             .collect();
-        assert_eq!(keys.len(), 20, "{keys:?}");
+        assert_eq!(keys.len(), 23, "{keys:?}");
         for key in keys {
             let (section, name) = key.split_once('.').ok_or("dotted key")?;
             assert!(text.contains(&format!("[{section}]")), "{section}");

@@ -1,7 +1,7 @@
 //! `quakesync serve`: migrate, the HTTP surface, the sync service, and a clean shutdown.
 //!
-//! Reads: `http.bind`, `http.admin_token`, `sync.enabled`, `sync.interval_secs`,
-//! `sync.startup_delay_secs`, the `[live]` section, plus what [`crate::app`] reads for the store and the source.
+//! Reads: `http.bind`, `http.admin_token`, the `[sync]`, `[live]` and `[stream]` sections,
+//! plus what [`crate::app`] reads for the store and the source.
 //!
 //! Shutdown (SIGINT or SIGTERM; actix's own signal handling is off): stop accepting
 //! requests, then [`SyncService::shutdown`] (a running sync stops once the page it is
@@ -49,6 +49,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
     log::info!("Manual sync (POST /sync): {manual}");
     let state = AppState::for_service(&service)
         .with_admin_token(admin_token)
+        .with_stream(&config.stream)
         .with_version(env!("CARGO_PKG_VERSION"));
 
     let server = HttpServer::new(move || {

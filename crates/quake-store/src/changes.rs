@@ -40,6 +40,9 @@ pub const CHANGES_CHANNEL: &str = "quakesync_changes";
 /// until it commits (distinct from the sync and migration locks).
 pub const CHANGES_LOCK_KEY: i64 = 0x7175_616b_6368_6e67; // "quakchng"
 
+/// The `application_name` of the `LISTEN` connection (in `pg_stat_activity`).
+pub const LISTEN_APPLICATION_NAME: &str = "quakesync listen";
+
 /// How often a subscription re-reads the head without being woken: SQLite (a commit by
 /// another process on the same file wakes no one here).
 const SQLITE_POLL: Duration = Duration::from_secs(2);
@@ -369,7 +372,9 @@ async fn listen_pg(weak: Weak<crate::pool::Inner>, tx: watch::Sender<i64>) {
         let outcome = match conn {
             Ok(mut conn) => {
                 let listening = conn
-                    .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+                    .batch_execute(&format!(
+                        "SET application_name = '{LISTEN_APPLICATION_NAME}'; LISTEN {CHANGES_CHANNEL}"
+                    ))
                     .await;
                 match listening {
                     Ok(()) => {

@@ -2,10 +2,15 @@
 //! scheduler and its next run, a world map of the latest 200 events (inline SVG: Natural
 //! Earth's land, points sized by magnitude and coloured by age), the last 20 runs with their
 //! counts and durations, an inline SVG chart of durations and records per run, and the
-//! latest 50 events. No scripts, no external assets; it refreshes itself every 30 s. Its links are relative (`./health`), so
-//! they resolve under whatever scope the surface is mounted in. Every string that comes from the data
-//! (place names are untrusted upstream text) is HTML-escaped, and the page is served with a
-//! Content-Security-Policy that allows no script at all.
+//! latest 50 events. No external assets; it refreshes itself every 30 s. One script, this
+//! crate's own `./static/live.js` (`assets/live.js`), follows `./events/stream` from the
+//! stream's head when the page was read and adds, moves and removes map points and event
+//! rows as changes commit; without scripts the page is complete as rendered. Its links are
+//! relative (`./health`), so they resolve under whatever scope the surface is mounted in.
+//! Every string that comes from the data (place names are untrusted upstream text) is
+//! HTML-escaped (the script writes text nodes only), and the page is served with a
+//! Content-Security-Policy that allows scripts from this origin only (`script-src 'self'`,
+//! no inline script) and connections to it (`connect-src 'self'`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -130,6 +135,8 @@ struct DbView {
     runs: Vec<SyncRun>,
     events: Vec<Earthquake>,
     counts: CatalogueCounts,
+    /// The event stream's head when the page was read: the live script resumes from it.
+    stream_head: i64,
 }
 
 async fn load(state: &AppState) -> Result<DbView, HttpError> {
@@ -137,6 +144,8 @@ async fn load(state: &AppState) -> Result<DbView, HttpError> {
     tokio::time::timeout(DB_QUERY_TIMEOUT, async move {
         let mut conn = store.conn().await?;
         let mut db = conn.db();
+        // Before the events, so nothing committed in between is missed by the live script.
+        let stream_head = quake_store::changes::horizon(&mut db).await?.head;
         let runs = quake_store::runs::latest_runs(&mut db, RUNS_SHOWN).await?;
         let events = quake_store::query::query_events(
             &mut db,
@@ -152,6 +161,7 @@ async fn load(state: &AppState) -> Result<DbView, HttpError> {
             runs,
             events,
             counts,
+            stream_head,
         })
     })
     .await?
@@ -346,12 +356,17 @@ pub fn age_class(time: DateTime<Utc>, now: DateTime<Utc>) -> &'static str {
 /// projection (`data-units-per-degree`, `data-radius-base`, `data-radius-growth`) and the
 /// time it was drawn (`data-generated`); the points are in `<g id="map-events">`, each a
 /// `<circle class="quake age-…">` with `data-id`, `data-time` (RFC 3339) and `data-mag`.
-fn world_map(events: &[Earthquake], now: DateTime<Utc>) -> String {
+/// For the live script (`assets/live.js`): `data-stream` (the stream, relative),
+/// `data-stream-since` (the stream's head when the page was read; absent when the database
+/// did not answer), `data-radius-unknown`, `data-max-events` and `data-max-rows` (the
+/// events table's length). The table's rows are found by their last cell (the id).
+fn world_map(events: &[Earthquake], now: DateTime<Utc>, stream_head: Option<i64>) -> String {
     let (w, h) = (360.0 * MAP_UNITS_PER_DEGREE, 180.0 * MAP_UNITS_PER_DEGREE);
     let mut s = String::with_capacity(LAND_PATH.len() + 256 * events.len() + 1024);
+    let since = stream_head.map_or_else(String::new, |h| format!(r#" data-stream-since="{h}""#));
     let _ = write!(
         s,
-        r#"<svg id="world-map" role="img" aria-label="World map of the latest events" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" data-projection="equirectangular" data-units-per-degree="{MAP_UNITS_PER_DEGREE}" data-radius-base="{MAP_RADIUS_BASE}" data-radius-growth="{MAP_RADIUS_GROWTH}" data-generated="{}"><rect class="sea" width="{w}" height="{h}"/><path class="grid" d=""#,
+        r#"<svg id="world-map" role="img" aria-label="World map of the latest events" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" data-projection="equirectangular" data-units-per-degree="{MAP_UNITS_PER_DEGREE}" data-radius-base="{MAP_RADIUS_BASE}" data-radius-growth="{MAP_RADIUS_GROWTH}" data-radius-unknown="{MAP_RADIUS_UNKNOWN}" data-max-events="{MAP_EVENTS_SHOWN}" data-max-rows="{EVENTS_SHOWN}" data-generated="{}" data-stream="./events/stream"{since}><rect class="sea" width="{w}" height="{h}"/><path class="grid" d=""#,
         now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     let step = 30.0 * MAP_UNITS_PER_DEGREE;
@@ -540,7 +555,7 @@ fn render(
         h,
         r#"<section id="map"><h2>Latest {} events on the map</h2>{}{}</section>"#,
         map_events.len(),
-        world_map(map_events, now),
+        world_map(map_events, now, db.ok().map(|v| v.stream_head)),
         map_legend()
     );
 
@@ -631,7 +646,7 @@ fn render(
     }
     let _ = write!(
         h,
-        r#"</tbody></table></section></main><footer>Generated {} · refreshes every {REFRESH_SECS} s · <a href="./health">health</a> · <a href="./sync-status">sync status</a> · <a href="./metrics">metrics</a> · <a href="./fdsnws/event/1/query?format=geojson&amp;limit=100">events as GeoJSON</a></footer></body></html>"#,
+        r#"</tbody></table></section></main><script src="./static/live.js" defer></script><footer>Generated {} · refreshes every {REFRESH_SECS} s · <a href="./health">health</a> · <a href="./sync-status">sync status</a> · <a href="./metrics">metrics</a> · <a href="./fdsnws/event/1/query?format=geojson&amp;limit=100">events as GeoJSON</a></footer></body></html>"#,
         esc(&when(Some(now)))
     );
     h
@@ -646,6 +661,18 @@ pub(crate) async fn to_dashboard(req: HttpRequest) -> HttpResponse {
         .finish()
 }
 
+/// The dashboard's live script (`assets/live.js`).
+pub const LIVE_SCRIPT: &str = include_str!("../assets/live.js");
+
+/// `GET /static/live.js`: the dashboard's live script.
+pub(crate) async fn live_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "max-age=300"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(LIVE_SCRIPT)
+}
+
 /// `GET /`.
 pub(crate) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
     let snap = state.engine().status();
@@ -658,7 +685,7 @@ pub(crate) async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -717,7 +744,7 @@ mod tests {
         assert!(LAND_PATH.starts_with('M'));
         assert!(LAND_PATH.trim_end().ends_with('z'));
         assert_eq!(LAND_PATH.matches('M').count(), 128);
-        let map = world_map(&[], Utc::now());
+        let map = world_map(&[], Utc::now(), None);
         assert!(map.contains(LAND_PATH.trim()));
         assert!(map.ends_with(r#"<g id="map-events"></g></svg>"#));
     }

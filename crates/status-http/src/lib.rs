@@ -140,6 +140,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             resource("/fdsnws/event/1/contributors").route(web::get().to(read_api::contributors)),
         )
         .service(resource("/").route(web::get().to(dashboard::dashboard)))
+        .service(resource("/static/live.js").route(web::get().to(dashboard::live_script)))
         // Inside a scope, `/quakes` (no slash) leads to the dashboard at `/quakes/`, where
         // its relative links resolve. At the root this path is `/`, taken just above.
         .service(resource("").route(web::get().to(dashboard::to_dashboard)));

@@ -130,8 +130,13 @@ impl Streams {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A client's live queue, or `None` when `max_clients` are connected.
-    fn register(&self, store: &Store) -> Option<Registration> {
+    /// A client's live queue, or `None` when `max_clients` are connected. The first
+    /// registration starts the hub, and a task that closes every stream when `stop` ends.
+    fn register(
+        &self,
+        store: &Store,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Option<Registration> {
         let max = self.inner.settings.max_clients.get() as usize;
         let n = self.inner.connected.fetch_add(1, Ordering::SeqCst);
         if n >= max {
@@ -140,6 +145,11 @@ impl Streams {
         }
         self.inner.started.get_or_init(|| {
             tokio::spawn(hub(self.clone(), store.clone()));
+            let streams = self.clone();
+            tokio::spawn(async move {
+                stop.await;
+                streams.close();
+            });
         });
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let buffer = self.inner.settings.client_buffer.get() as usize;
@@ -454,7 +464,11 @@ async fn open(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, HttpE
     let since = header_id.or(since_param);
     let store = state.engine().store().clone();
     let streams = state.streams().clone();
-    let reg = streams.register(&store).ok_or_else(|| {
+    // The engine's shutdown (a `serve` stopping) ends every stream, so the server's
+    // graceful stop does not wait on them.
+    let shutdown = state.engine().shutdown_token();
+    let stop = async move { shutdown.cancelled().await };
+    let reg = streams.register(&store, stop).ok_or_else(|| {
         HttpError::Busy(format!(
             "too many stream clients (stream.max_clients = {})",
             streams.inner.settings.max_clients.get()
@@ -533,6 +547,9 @@ impl Client {
         horizon: Horizon,
         mut closing: watch::Receiver<bool>,
     ) -> Result<(), End> {
+        if *closing.borrow_and_update() {
+            return Ok(());
+        }
         self.send(Bytes::from(format!("retry: {RETRY_MS}\n\n")))
             .await?;
         let mut cursor = match since {

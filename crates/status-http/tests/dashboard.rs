@@ -1,6 +1,8 @@
 //! `GET /` (SPEC section 6): the dashboard for people. In process: the page's parts, its
 //! headers and the escaping of untrusted text. In headless Chromium over a real port: the
-//! rendered DOM's text (place names, run counts, the chart) and a screenshot.
+//! rendered DOM's text (place names, run counts, the chart) and a screenshot; and, driven
+//! over the DevTools protocol, the live script adding, moving and removing an event
+//! committed after the page loaded.
 //!
 //! Chromium is Debian's `chromium` (`apt-get install -y chromium`; `.ci/run` installs it).
 //! Without it the browser test says so plainly and is skipped, except under `CI=true`,
@@ -56,7 +58,30 @@ both_backends!(page_parts_and_escaping, async |db: TestDb| {
     assert!(html.contains(r#"<meta http-equiv="refresh" content="30">"#));
     assert!(html.contains("No runs yet"));
     assert!(html.contains("No events stored"));
-    assert!(!html.contains("<script"), "the page has no script");
+    // One script, the page's own live script from this origin (no inline script).
+    assert_eq!(html.matches("<script").count(), 1, "one script element");
+    assert!(html.contains(r#"<script src="./static/live.js" defer></script>"#));
+    assert!(csp.contains("script-src 'self';"), "{csp}");
+    assert!(csp.contains("connect-src 'self';"), "{csp}");
+    assert!(html.contains(r#"data-stream="./events/stream" data-stream-since="0""#));
+    let js = actix_web::test::call_service(
+        &app,
+        actix_web::test::TestRequest::get()
+            .uri("/static/live.js")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers().get("content-type").unwrap(),
+        "text/javascript; charset=utf-8"
+    );
+    let js = actix_web::test::read_body(js).await;
+    assert!(
+        std::str::from_utf8(&js)
+            .unwrap()
+            .contains("new EventSource(")
+    );
     // The world map: land, no points yet, and the hooks a live script will use.
     assert!(html.contains(r#"<svg id="world-map""#));
     assert!(html.contains(r#"viewBox="0 0 1440 720""#));
@@ -76,7 +101,11 @@ both_backends!(page_parts_and_escaping, async |db: TestDb| {
     ev.url = Some("javascript:alert(1)".into());
     fill(&store, &[ev], 10).await;
     let (_, _, html) = page!(&app);
-    assert!(!html.contains("<script"), "untrusted text is escaped");
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "untrusted text is escaped: the only script element is the page's own"
+    );
     assert!(!html.contains("<img"), "untrusted text is escaped");
     assert!(!html.contains("<b>mb"), "untrusted text is escaped");
     assert!(!html.contains("javascript:"), "only http(s) links");
@@ -269,7 +298,11 @@ async fn renders_in_headless_chromium() {
     server.stop(true).await;
 
     // The rendered DOM: no element came out of the data, the text is there.
-    assert!(!dom.contains("<script"), "a script element was rendered");
+    assert_eq!(
+        dom.matches("<script").count(),
+        1,
+        "a script element was rendered besides the page's own"
+    );
     assert!(!dom.contains("<img"), "an img element was rendered");
     let text = text_of(&dom);
     for expected in [
@@ -400,3 +433,248 @@ both_backends!(
         );
     }
 );
+
+/// Headless Chromium driven over the DevTools protocol (its WebSocket), for a page that
+/// keeps running: evaluate JavaScript in it, take screenshots.
+struct Browser {
+    child: std::process::Child,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    session: String,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts Chromium and opens `url` in a page.
+    async fn open(bin: &Path, dir: &Path, url: &str) -> Browser {
+        let profile = tempfile::tempdir_in(dir).unwrap();
+        let log = dir.join("devtools-stderr.txt");
+        let child = Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+                "--window-size=1280,1600",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let ws_url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(at) = text.find("ws://") {
+                break text[at..].lines().next().unwrap().trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "no DevTools address: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .unwrap();
+        let mut b = Browser {
+            child,
+            ws,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
+        let target = b
+            .call("Target.createTarget", serde_json::json!({ "url": url }))
+            .await;
+        let target = target["targetId"].as_str().unwrap().to_string();
+        let attached = b
+            .call(
+                "Target.attachToTarget",
+                serde_json::json!({ "targetId": target, "flatten": true }),
+            )
+            .await;
+        b.session = attached["sessionId"].as_str().unwrap().to_string();
+        b
+    }
+
+    /// One DevTools command (in the page's session once attached); its `result`.
+    async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = serde_json::json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            msg["sessionId"] = self.session.clone().into();
+        }
+        self.ws.send(Message::text(msg.to_string())).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(60), self.ws.next())
+                .await
+                .expect("a DevTools answer within 60 s")
+                .expect("DevTools connection open")
+                .unwrap();
+            let Message::Text(t) = m else { continue };
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    async fn eval(&mut self, expr: &str) -> serde_json::Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({ "expression": expr, "returnByValue": true }),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    /// Waits (60 s at most) until `expr` is true in the page.
+    async fn wait_for(&mut self, expr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.eval(expr).await != serde_json::Value::Bool(true) {
+            assert!(Instant::now() < deadline, "never true in the page: {expr}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A PNG of the window.
+    async fn screenshot(&mut self) -> Vec<u8> {
+        let r = self
+            .call(
+                "Page.captureScreenshot",
+                serde_json::json!({ "format": "png" }),
+            )
+            .await;
+        base64_decode(r["data"].as_str().unwrap())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = A.iter().position(|a| *a == c).unwrap() as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// The live script: a commit after the page loaded appears on the map and in the list, an
+/// update moves its point, a deletion removes it; the page is checked in headless Chromium
+/// (DevTools protocol) with a screenshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_in_headless_chromium() {
+    let bin = match chromium() {
+        Ok(b) => b,
+        Err(why) if quake_store::testing::under_ci() => {
+            panic!("the browser test needs Chromium under CI: {why}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED live_updates_in_headless_chromium: Chromium cannot be run: {why}");
+            return;
+        }
+    };
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let old = rec("xxold", &[], "2020-01-01T00:00:00Z", Some(3.0));
+    fill(&store, &[old], 10).await;
+    let state = state_for(idle_engine(store.clone()));
+    let streams = state.streams().clone();
+    let (base, server) = serve(state);
+    let dir = tempfile::tempdir().unwrap();
+    let mut browser = Browser::open(&bin, dir.path(), &format!("{base}/")).await;
+    browser
+        .wait_for("document.documentElement.getAttribute('data-live') === 'on'")
+        .await;
+    let circles = "document.querySelectorAll('#map-events circle').length";
+    assert_eq!(browser.eval(circles).await, 1);
+
+    // A commit after the page loaded: a new event near Tokyo, minutes old.
+    let time = (chrono::Utc::now() - chrono::Duration::minutes(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut live = rec("xxlive", &[], &time, Some(6.4));
+    (live.longitude, live.latitude) = (139.7, 35.7);
+    live.place = Some("<b>near</b> Tokyo, Japan".into());
+    fill(&store, std::slice::from_ref(&live), 10).await;
+    let point = r#"document.querySelector('#map-events circle[data-id="xxlive"]')"#;
+    browser.wait_for(&format!("{point} !== null")).await;
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "[{point}.getAttribute('class'), {point}.getAttribute('cx'), {point}.getAttribute('cy'), {point}.getAttribute('data-mag')].join(' ')"
+            ))
+            .await,
+        "quake age-hour live 1278.8 217.2 6.4"
+    );
+    // The list's first row is the new event, its place as text (not markup).
+    let first_row = "document.querySelector('#events tbody tr').textContent";
+    let row = browser.eval(first_row).await;
+    let row = row.as_str().unwrap();
+    assert!(
+        row.contains("<b>near</b> Tokyo, Japan") && row.contains("6.4"),
+        "{row}"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#events b').length")
+            .await,
+        0
+    );
+    let png = browser.screenshot().await;
+    let (w, h) = png_size(&png);
+    assert!(w == 1280 && h > 1000, "{w}x{h}");
+    assert!(png.len() > 40_000, "screenshot is only {} bytes", png.len());
+    if let Ok(keep) = std::env::var("QS_KEEP_LIVE_SCREENSHOT") {
+        std::fs::write(keep, &png).unwrap();
+    }
+
+    // A revision moves the point; a deletion removes it and its row.
+    let mut moved = live.clone();
+    (moved.longitude, moved.latitude) = (140.0, 36.0);
+    moved.updated = ts(&(chrono::Utc::now()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    moved.content_hash = "moved".into();
+    fill(&store, std::slice::from_ref(&moved), 10).await;
+    browser
+        .wait_for(&format!("{point}.getAttribute('cx') === '1280.0'"))
+        .await;
+    let mut gone = moved.clone();
+    gone.status = "deleted".into();
+    gone.updated = ts(&(chrono::Utc::now() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    gone.content_hash = "gone".into();
+    fill(&store, std::slice::from_ref(&gone), 10).await;
+    browser.wait_for(&format!("{point} === null")).await;
+    assert_eq!(browser.eval(circles).await, 1);
+    let rows = browser.eval(first_row).await;
+    assert!(!rows.as_str().unwrap().contains("xxlive"), "{rows}");
+    drop(browser);
+    streams.close();
+    server.stop(true).await;
+}

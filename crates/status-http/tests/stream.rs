@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod sse;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -23,13 +24,7 @@ use common::fdsn::{Catalogue, FdsnMock, FdsnServer, fdsn_server};
 
 const DAY: &str = "usgs_all_day_2014-04-14T1152Z.geojson";
 
-/// One SSE event as a client sees it.
-#[derive(Debug, Clone, PartialEq)]
-struct Ev {
-    id: Option<i64>,
-    event: String,
-    data: Value,
-}
+use sse::Ev;
 
 /// A stream being read.
 struct Sse {
@@ -43,20 +38,8 @@ impl Sse {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
-                let text = String::from_utf8(raw).unwrap();
-                let (mut id, mut event, mut data) = (None, None, Vec::new());
-                for line in text.lines() {
-                    if let Some(v) = line.strip_prefix("id: ") {
-                        id = Some(v.parse().unwrap());
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        event = Some(v.to_string());
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push(v.to_string());
-                    }
-                }
-                if let Some(event) = event {
-                    let data = serde_json::from_str(&data.join("\n")).unwrap();
-                    return Some(Ev { id, event, data });
+                if let Some(ev) = sse::parse(&String::from_utf8(raw).unwrap()) {
+                    return Some(ev);
                 }
                 continue;
             }

@@ -484,14 +484,20 @@ pub async fn wait_for_pages(
     .unwrap();
 }
 
-/// Ends the PostgreSQL session that holds the cluster-wide sync lock, as a server restart, a
-/// network cut or an operator's `pg_terminate_backend` would; `url` is the store's database.
-pub async fn kill_lock_holder(store: &quake_store::Store, url: &str) {
-    let holder = store.sync_lock_holder().await.unwrap().expect("held");
+/// A plain client of `url`'s database (its connection driven by a task).
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
+    client
+}
+
+/// Ends the PostgreSQL session that holds the cluster-wide sync lock, as a server restart, a
+/// network cut or an operator's `pg_terminate_backend` would; `url` is the store's database.
+pub async fn kill_lock_holder(store: &quake_store::Store, url: &str) {
+    let holder = store.sync_lock_holder().await.unwrap().expect("held");
+    let client = pg_client(url).await;
     // With a timeout, pg_terminate_backend waits until the session has ended (its locks
     // freed) instead of returning once the signal is sent: on a loaded machine the run
     // could otherwise still find the dying session holding the lock and write a page more.

@@ -1,0 +1,226 @@
+//! `GET /events/stream` across replicas: two `quakesync serve` processes on one PostgreSQL
+//! database, a client of one hears what a sync run by the other commits (LISTEN/NOTIFY);
+//! when the listening connection is killed it reconnects and no change is lost.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../crates/sync-engine/tests/common/mod.rs"]
+mod common;
+#[path = "../../../crates/status-http/tests/sse/mod.rs"]
+mod sse;
+mod support;
+
+use std::time::Duration;
+
+use common::{Catalogue, FdsnMock, fdsn_server};
+use quake_store::testing::TestDb;
+use serde_json::json;
+use support::{Serve, TOKEN, http, quakesync_from_epoch};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NULL_MAG: &str = "usgs_fdsn_query_2021-11-09T2234Z_null-mag.geojson"; // 3 events
+
+/// A stream read over a raw HTTP connection (the chunked body decoded).
+struct Sse {
+    sock: tokio::net::TcpStream,
+    /// Bytes received and not yet decoded.
+    raw: Vec<u8>,
+    /// The decoded body not yet returned.
+    buf: Vec<u8>,
+    past_head: bool,
+}
+
+impl Sse {
+    async fn open(port: u16, path: &str) -> Sse {
+        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        Sse {
+            sock,
+            raw: Vec::new(),
+            buf: Vec::new(),
+            past_head: false,
+        }
+    }
+
+    /// Moves the complete chunks of `raw` into `buf`.
+    fn decode(&mut self) {
+        if !self.past_head {
+            let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            let head = String::from_utf8_lossy(&self.raw[..end]).to_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(head.contains("transfer-encoding: chunked"), "{head}");
+            self.raw.drain(..end + 4);
+            self.past_head = true;
+        }
+        while let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
+            let size = std::str::from_utf8(&self.raw[..eol]).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            if self.raw.len() < eol + 2 + size + 2 {
+                return;
+            }
+            self.buf
+                .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
+            self.raw.drain(..eol + 2 + size + 2);
+        }
+    }
+
+    /// The next frame's text (30 s at most: a guard against a hang).
+    async fn frame(&mut self) -> String {
+        loop {
+            self.decode();
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
+                return String::from_utf8(raw).unwrap();
+            }
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(Duration::from_secs(30), self.sock.read(&mut chunk))
+                .await
+                .expect("a frame within 30 s")
+                .unwrap();
+            assert!(n > 0, "the stream ended");
+            self.raw.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next event (comments skipped).
+    async fn next(&mut self) -> sse::Ev {
+        loop {
+            if let Some(ev) = sse::parse(&self.frame().await) {
+                return ev;
+            }
+        }
+    }
+}
+
+/// The `pid`s of the change-log listeners connected to `url`'s database.
+async fn listeners(url: &str) -> Vec<i32> {
+    common::pg_client(url)
+        .await
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'quakesync listen' \
+             AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Ends a session, as a server restart or an operator would (and waits until it has ended).
+async fn terminate(url: &str, pid: i32) {
+    common::pg_client(url)
+        .await
+        .query("SELECT pg_terminate_backend($1, 60000)", &[&pid])
+        .await
+        .unwrap();
+}
+
+async fn sync_on(serve: &Serve) {
+    let (status, run) = http(serve.port, "POST", "/sync?wait=true", Some(TOKEN))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &run["status"]),
+        (200, &json!("succeeded")),
+        "{run}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_of_one_replica_hears_the_other_and_survives_a_lost_listener() {
+    let Some(db) = TestDb::postgres("stream_replicas_hear_each_other").await else {
+        return;
+    };
+    db.store().await; // migrated before the processes start
+    let first = Catalogue::from_fixture(NULL_MAG);
+    let mock = FdsnMock::new(first.clone());
+    let up = fdsn_server(mock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Replica A serves clients and never syncs; replica B syncs when asked.
+    let mut cmd = quakesync_from_epoch(dir.path(), &db.url, &up.uri());
+    cmd.env("QUAKESYNC_SYNC_ENABLED", "false");
+    let mut a = Serve::start(cmd, dir.path(), "a");
+    let mut cmd = quakesync_from_epoch(dir.path(), &db.url, &up.uri());
+    cmd.env("QUAKESYNC_STARTUP_DELAY_SECS", "3600");
+    let mut b = Serve::start(cmd, dir.path(), "b");
+    a.wait_ready().await;
+    b.wait_ready().await;
+
+    let mut client = Sse::open(a.port, "/events/stream").await;
+    // The `retry:` hint comes once the client has its place in the stream.
+    let hint = client.frame().await;
+    assert!(hint.starts_with("retry: "), "{hint:?}");
+    sync_on(&b).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let e = client.next().await;
+        assert_eq!(e.event, "insert", "{e:?}");
+        ids.push(e.data["id"].as_str().unwrap().to_string());
+        assert!(e.id.is_some());
+    }
+    ids.sort();
+    assert_eq!(ids, ["ci38088992", "nc72955525", "nc72955530"]);
+
+    // A's listening connection dies; B commits a revision meanwhile.
+    let before = listeners(&db.url).await;
+    assert_eq!(before.len(), 1, "one listener (A's): {before:?}");
+    terminate(&db.url, before[0]).await;
+    let mut second = first.clone();
+    second.generated_ms += 600_000;
+    let later = first.generated_ms + 300_000;
+    second.features[1]["properties"]["updated"] = json!(later);
+    second.features[1]["properties"]["place"] = json!("revised while A was not listening");
+    mock.set(second.clone());
+    sync_on(&b).await;
+    let e = client.next().await;
+    assert_eq!(
+        (
+            e.event.as_str(),
+            &e.data["id"],
+            &e.data["properties"]["place"]
+        ),
+        (
+            "update",
+            &second.features[1]["id"],
+            &json!("revised while A was not listening")
+        ),
+        "{e:?}"
+    );
+    // A listens again, on a new connection, and said what happened.
+    let t = std::time::Instant::now();
+    let after = loop {
+        let now = listeners(&db.url).await;
+        if now.len() == 1 && now != before {
+            break now;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no new listener: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(after, before);
+    assert!(a.log().contains("LISTEN connection lost"), "{}", a.log());
+    // And the next commit reaches the client as before.
+    let mut third = second.clone();
+    third.generated_ms += 600_000;
+    third.features[2]["properties"]["updated"] = json!(later + 300_000);
+    third.features[2]["properties"]["status"] = json!("deleted");
+    mock.set(third);
+    sync_on(&b).await;
+    let e = client.next().await;
+    assert_eq!(e.event, "delete", "{e:?}");
+    assert_eq!(
+        e.data,
+        json!({"id": first.features[2]["id"], "status": "deleted"})
+    );
+    assert_eq!(a.terminate(), Some(0), "{}", a.log());
+    assert_eq!(b.terminate(), Some(0), "{}", b.log());
+}

@@ -145,7 +145,8 @@ pub async fn apply_live_page(
     batch: &LiveBatch<'_>,
     decide: write::Decide,
 ) -> QueryResult<PageResult> {
-    dispatch!(conn, c => c.transaction(async |tx| {
+    let backend = conn.backend();
+    let result: QueryResult<PageResult> = dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         crate::lock::page_write_lock(&mut db).await?;
         // Inside this transaction, apply_page's own transaction is a savepoint.
@@ -156,7 +157,10 @@ pub async fn apply_live_page(
             add_batch(&mut db, batch, k).await?;
         }
         Ok(result)
-    }).await)
+    }).await);
+    // Committed now: wake this process's event stream (SQLite; PostgreSQL notifies).
+    crate::changes::committed(backend);
+    result
 }
 
 /// Every live source's row.

@@ -304,7 +304,8 @@ pub async fn apply_page_locked(
     decide: crate::write::Decide,
 ) -> diesel::QueryResult<crate::PageResult> {
     use diesel_async::AsyncConnection;
-    crate::dispatch!(conn, c => c.transaction(async |tx| {
+    let backend = conn.backend();
+    let result: diesel::QueryResult<crate::PageResult> = crate::dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         page_write_lock(&mut db).await?;
         match done {
@@ -314,5 +315,8 @@ pub async fn apply_page_locked(
                     .await
             }
         }
-    }).await)
+    }).await);
+    // Committed now: wake this process's event stream (SQLite; PostgreSQL notifies).
+    crate::changes::committed(backend);
+    result
 }

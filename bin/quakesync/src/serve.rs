@@ -51,6 +51,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         .with_admin_token(admin_token)
         .with_stream(&config.stream)
         .with_version(env!("CARGO_PKG_VERSION"));
+    state.start_stream();
 
     let server = HttpServer::new(move || {
         App::new().configure(|cfg| status_http::configure_app(cfg, state.clone()))

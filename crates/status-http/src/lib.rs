@@ -95,6 +95,21 @@ impl AppState {
         &self.streams
     }
 
+    /// Starts the event stream's hub now rather than with the first client, so that the
+    /// change log is pruned to `stream.retention_hours` even if no client ever connects;
+    /// the engine's shutdown ends every stream. Call it inside a tokio runtime.
+    pub fn start_stream(&self) {
+        self.streams
+            .start(self.engine.store(), self.engine_stopped());
+    }
+
+    /// Completes when the engine shuts down (a `serve` stopping): streams end then, so the
+    /// server's graceful stop does not wait on them.
+    fn engine_stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let token = self.engine.shutdown_token();
+        async move { token.cancelled().await }
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -130,8 +130,23 @@ impl Streams {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A client's live queue, or `None` when `max_clients` are connected. The first
-    /// registration starts the hub, and a task that closes every stream when `stop` ends.
+    /// Starts the hub (once; later calls do nothing): it follows `store`'s change log,
+    /// feeds the clients and prunes the log to its retention; a second task closes every
+    /// stream when `stop` completes. The first client starts it if nobody did; a server
+    /// starts it at once, so that the log is pruned even while no client ever connects.
+    /// Call it inside a tokio runtime.
+    pub fn start(&self, store: &Store, stop: impl Future<Output = ()> + Send + 'static) {
+        self.inner.started.get_or_init(|| {
+            tokio::spawn(hub(self.clone(), store.clone()));
+            let streams = self.clone();
+            tokio::spawn(async move {
+                stop.await;
+                streams.close();
+            });
+        });
+    }
+
+    /// A client's live queue, or `None` when `max_clients` are connected.
     fn register(
         &self,
         store: &Store,
@@ -143,14 +158,7 @@ impl Streams {
             self.inner.connected.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        self.inner.started.get_or_init(|| {
-            tokio::spawn(hub(self.clone(), store.clone()));
-            let streams = self.clone();
-            tokio::spawn(async move {
-                stop.await;
-                streams.close();
-            });
-        });
+        self.start(store, stop);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let buffer = self.inner.settings.client_buffer.get() as usize;
         let (tx, rx) = mpsc::channel(buffer);
@@ -218,7 +226,12 @@ async fn hub(streams: Streams, store: Store) {
             continue;
         }
         tokio::select! {
-            _ = woken.changed() => {}
+            woke = woken.changed() => {
+                if woke.is_err() {
+                    // The subscription ended (its store is gone): poll instead.
+                    tokio::time::sleep(HUB_POLL).await;
+                }
+            }
             _ = closing.changed() => return,
             _ = tokio::time::sleep(HUB_POLL) => {}
         }
@@ -464,16 +477,14 @@ async fn open(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, HttpE
     let since = header_id.or(since_param);
     let store = state.engine().store().clone();
     let streams = state.streams().clone();
-    // The engine's shutdown (a `serve` stopping) ends every stream, so the server's
-    // graceful stop does not wait on them.
-    let shutdown = state.engine().shutdown_token();
-    let stop = async move { shutdown.cancelled().await };
-    let reg = streams.register(&store, stop).ok_or_else(|| {
-        HttpError::Busy(format!(
-            "too many stream clients (stream.max_clients = {})",
-            streams.inner.settings.max_clients.get()
-        ))
-    })?;
+    let reg = streams
+        .register(&store, state.engine_stopped())
+        .ok_or_else(|| {
+            HttpError::Busy(format!(
+                "too many stream clients (stream.max_clients = {})",
+                streams.inner.settings.max_clients.get()
+            ))
+        })?;
     // Where the stream starts is read after registering (see the module doc).
     let horizon = {
         let mut conn = store.conn().await?;

@@ -14,88 +14,10 @@ use std::time::Duration;
 use common::{Catalogue, FdsnMock, fdsn_server};
 use quake_store::testing::TestDb;
 use serde_json::json;
+use sse::Sse;
 use support::{Serve, TOKEN, http, quakesync_from_epoch};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NULL_MAG: &str = "usgs_fdsn_query_2021-11-09T2234Z_null-mag.geojson"; // 3 events
-
-/// A stream read over a raw HTTP connection (the chunked body decoded).
-struct Sse {
-    sock: tokio::net::TcpStream,
-    /// Bytes received and not yet decoded.
-    raw: Vec<u8>,
-    /// The decoded body not yet returned.
-    buf: Vec<u8>,
-    past_head: bool,
-}
-
-impl Sse {
-    async fn open(port: u16, path: &str) -> Sse {
-        let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        Sse {
-            sock,
-            raw: Vec::new(),
-            buf: Vec::new(),
-            past_head: false,
-        }
-    }
-
-    /// Moves the complete chunks of `raw` into `buf`.
-    fn decode(&mut self) {
-        if !self.past_head {
-            let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-                return;
-            };
-            let head = String::from_utf8_lossy(&self.raw[..end]).to_lowercase();
-            assert!(head.starts_with("http/1.1 200"), "{head}");
-            assert!(head.contains("transfer-encoding: chunked"), "{head}");
-            self.raw.drain(..end + 4);
-            self.past_head = true;
-        }
-        while let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
-            let size = std::str::from_utf8(&self.raw[..eol]).unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if self.raw.len() < eol + 2 + size + 2 {
-                return;
-            }
-            self.buf
-                .extend_from_slice(&self.raw[eol + 2..eol + 2 + size]);
-            self.raw.drain(..eol + 2 + size + 2);
-        }
-    }
-
-    /// The next frame's text (30 s at most: a guard against a hang).
-    async fn frame(&mut self) -> String {
-        loop {
-            self.decode();
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
-                return String::from_utf8(raw).unwrap();
-            }
-            let mut chunk = [0u8; 8192];
-            let n = tokio::time::timeout(Duration::from_secs(30), self.sock.read(&mut chunk))
-                .await
-                .expect("a frame within 30 s")
-                .unwrap();
-            assert!(n > 0, "the stream ended");
-            self.raw.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// The next event (comments skipped).
-    async fn next(&mut self) -> sse::Ev {
-        loop {
-            if let Some(ev) = sse::parse(&self.frame().await) {
-                return ev;
-            }
-        }
-    }
-}
 
 /// The `pid`s of the change-log listeners connected to `url`'s database.
 async fn listeners(url: &str) -> Vec<i32> {

@@ -37,9 +37,7 @@ pub async fn serve(config: &Config, migrate: bool) -> ExitCode {
         engine.store().url_redacted(),
         engine.store().backend().as_str(),
     );
-    let live = config
-        .live
-        .config(config.source.kind, config.sync.http_options());
+    let live = config.live.config(&config.source, &config.sync);
     let service = SyncService::start(engine, config.sync.schedule()).with_live(live);
     let admin_token = config.http.admin_token();
     let manual = match admin_token {

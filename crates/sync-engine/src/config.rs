@@ -201,13 +201,17 @@ impl LiveSettings {
             .get_or_insert_with(|| LiveUrl(url.to_owned().into()));
     }
 
-    /// The lane's settings (`None` when disabled), with the sync's upstream request
-    /// settings for the polls.
-    pub fn config(&self, kind: SourceKind, http: HttpOptions) -> Option<crate::live::LiveConfig> {
+    /// The lane's settings (`None` when disabled): the URL for `source`'s kind, and the
+    /// sync's upstream request settings for the polls.
+    pub fn config(
+        &self,
+        source: &SourceSettings,
+        sync: &SyncSettings,
+    ) -> Option<crate::live::LiveConfig> {
         self.enabled.then(|| crate::live::LiveConfig {
             interval: Duration::from_secs(self.interval_secs.get()),
-            http,
-            ..crate::live::LiveConfig::new(self.url(kind))
+            http: sync.http_options(),
+            ..crate::live::LiveConfig::new(self.url(source.kind))
         })
     }
 }

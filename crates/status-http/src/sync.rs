@@ -176,10 +176,7 @@ impl<'a> LiveBody<'a> {
                 merged: k.merged,
                 rejected: k.rejected,
             },
-            latest_lag_seconds: match snap.latest_lag_lane {
-                Some(sync_engine::Lane::Live) => snap.latest_lag_seconds,
-                _ => None,
-            },
+            latest_lag_seconds: l.latest_lag_seconds,
         }
     }
 }

@@ -128,6 +128,9 @@ impl Engine {
                 s.latest_lag_seconds = Some(secs);
                 s.latest_lag_lane = Some(lane);
                 s.latest_lag_at = Some(commit);
+                if lane == Lane::Live {
+                    s.live.latest_lag_seconds = Some(secs);
+                }
             });
         }
     }

@@ -536,8 +536,12 @@ impl Runner {
         };
         catch_up_cancel.cancel();
         push.stop().await;
-        for t in catch_ups {
-            let _ = t.await;
+        // Stopping: a catch-up sync in flight is the engine's to stop (its shutdown runs
+        // beside this). Losing the lead: a catch-up finishes on its own, detached.
+        if matches!(end, Lead::Stopped) {
+            for t in catch_ups {
+                let _ = t.await;
+            }
         }
         end
     }

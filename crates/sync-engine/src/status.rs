@@ -119,6 +119,8 @@ pub struct LiveStatus {
     pub polls: LivePolls,
     /// Record outcomes of the batches this process wrote (`pages` = batches).
     pub records: RunCounts,
+    /// The commit lag of the latest live batch that inserted or updated something.
+    pub latest_lag_seconds: Option<f64>,
 }
 
 impl StatusSnapshot {

@@ -456,11 +456,16 @@ macro_rules! after {
         if let Some(a) = &query.after {
             let (t, id) = (a.time, a.id.clone());
             let mag = e::magnitude.assume_not_null();
+            // The time orders also say the bound alone (`time <= t`), which the time index
+            // seeks to: the OR below is no index condition, and without the bound a
+            // continuation walked (and read the rows of) everything before it.
             q = match (query.orderby, a.magnitude) {
-                (OrderBy::Time, _) => q.filter(e::time.lt(t).or(e::time.eq(t).and(e::id.lt(id)))),
-                (OrderBy::TimeAsc, _) => {
-                    q.filter(e::time.gt(t).or(e::time.eq(t).and(e::id.gt(id))))
-                }
+                (OrderBy::Time, _) => q
+                    .filter(e::time.le(t))
+                    .filter(e::time.lt(t).or(e::time.eq(t).and(e::id.lt(id)))),
+                (OrderBy::TimeAsc, _) => q
+                    .filter(e::time.ge(t))
+                    .filter(e::time.gt(t).or(e::time.eq(t).and(e::id.gt(id)))),
                 // descending, NULL magnitudes last
                 (OrderBy::Magnitude, Some(m)) => q.filter(
                     mag.lt(m)
@@ -518,14 +523,13 @@ pub async fn query_events_plain_offset(
 /// The rows of `query` in its order, all filters, continuation and order applied (no paging),
 /// on PostgreSQL.
 macro_rules! pg_selection {
-    ($query:expr, $point_index:expr) => {{
+    ($query:expr, $groups:expr) => {{
         let query: &EventQuery = $query;
+        let groups: &[Vec<(f64, f64, f64, f64)>] = $groups;
         let mut q = filtered!(e::earthquakes.into_boxed::<diesel::pg::Pg>(), query, false);
         q = after!(q, query);
-        if $point_index {
-            for boxes in pg_point_boxes(query) {
-                q = q.filter(pg_in_boxes(&boxes));
-            }
+        for boxes in groups {
+            q = q.filter(pg_in_boxes(boxes));
         }
         pg_ordered!(q, query.orderby)
     }};
@@ -587,16 +591,26 @@ async fn query_events_by(
     let deep = keyset && skip >= KEYSET_SKIP;
     match conn {
         DbConn::Pg(c) => {
-            let spatial = keyset && !pg_point_boxes(query).is_empty();
-            let point_index = if spatial {
-                pg_point_index_pays(c, query, limit).await?
+            let all = pg_point_boxes(query);
+            let spatial = keyset && !all.is_empty();
+            let plan = if spatial {
+                pg_spatial_plan(c, query, limit).await?
             } else {
-                true
+                Spatial::Groups
             };
+            let groups: Vec<Vec<(f64, f64, f64, f64)>> = match &plan {
+                Spatial::Groups => all,
+                Spatial::Walk => Vec::new(),
+                Spatial::Boxes(boxes) => vec![boxes.clone()],
+            };
+            if let Spatial::Boxes(boxes) = &plan
+                && boxes.len() > 1
+            {
+                return pg_boxes_apart(c, query, boxes, limit, skip).await;
+            }
             if deep || spatial {
-                // The page's ids first (from the order's index alone where it can), then
-                // those rows.
-                let page = pg_selection!(query, point_index)
+                // The page's ids first (from an index alone where it can), then those rows.
+                let page = pg_selection!(query, &groups)
                     .limit(limit)
                     .offset(skip)
                     .select(e::id);
@@ -608,7 +622,7 @@ async fn query_events_by(
                     .load(&mut **c)
                     .await
             } else {
-                pg_selection!(query, point_index)
+                pg_selection!(query, &groups)
                     .limit(limit)
                     .offset(skip)
                     .select(Earthquake::as_select())
@@ -650,27 +664,262 @@ fn pg_point_boxes(query: &EventQuery) -> Vec<Vec<(f64, f64, f64, f64)>> {
         .collect()
 }
 
+/// Where the rows of recent queries' deep pages stand, per query shape (its filters and order,
+/// not its paging), on PostgreSQL: `(p, row)` says `row` is the `p`-th row of the shape's
+/// order at a catalogue version (migration 2026-11-30-235000: every statement that writes
+/// `earthquakes` raises `catalogue_version` in its own transaction). While the version a page
+/// is read at equals a shape's version, a page at offset `p + 1 + k` is the `k` rows after
+/// `row` skipped, read by keyset from `row` ([`query_events_marked`]): a reader paging through
+/// a catalogue (offset 1, 1001, 2001 …) or a page asked again costs its own rows, not the
+/// rows before it. Any write moves the version, and marks of an older version are never used.
+/// Bounded: [`MARKED_SHAPES`] shapes (the least recently used goes), [`MARKS_PER_SHAPE`]
+/// marks each (the shallowest goes).
+#[derive(Debug, Default)]
+pub struct PageMarks {
+    inner: std::sync::Mutex<Marks>,
+}
+
+/// How many query shapes [`PageMarks`] keeps marks for.
+pub const MARKED_SHAPES: usize = 64;
+/// How many marks [`PageMarks`] keeps per shape.
+pub const MARKS_PER_SHAPE: usize = 1024;
+
+#[derive(Debug, Default)]
+struct Marks {
+    shapes: std::collections::HashMap<String, ShapeMarks>,
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct ShapeMarks {
+    version: i64,
+    used: u64,
+    at: std::collections::BTreeMap<i64, After>,
+}
+
+impl PageMarks {
+    pub fn new() -> PageMarks {
+        PageMarks::default()
+    }
+
+    /// The shape of a query: everything but its paging.
+    fn shape(query: &EventQuery) -> String {
+        let mut q = query.clone();
+        q.limit = None;
+        q.offset = None;
+        q.after = None;
+        format!("{q:?}")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Marks> {
+        // A panic while holding the lock leaves consistent maps (each update is whole).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The deepest mark at or before position `skip` of `shape` at `version`.
+    fn nearest(&self, shape: &str, version: i64, skip: i64) -> Option<(i64, After)> {
+        let mut m = self.lock();
+        m.tick += 1;
+        let tick = m.tick;
+        let s = m.shapes.get_mut(shape)?;
+        if s.version != version {
+            return None;
+        }
+        s.used = tick;
+        s.at.range(..=skip)
+            .next_back()
+            .map(|(p, a)| (*p, a.clone()))
+    }
+
+    /// Notes that `row` is the `position`-th row of `shape` at `version`.
+    fn record(&self, shape: &str, version: i64, position: i64, row: &Earthquake) {
+        if position < KEYSET_SKIP {
+            return;
+        }
+        let mut m = self.lock();
+        m.tick += 1;
+        let tick = m.tick;
+        if !m.shapes.contains_key(shape) && m.shapes.len() >= MARKED_SHAPES {
+            let oldest = m
+                .shapes
+                .iter()
+                .min_by_key(|(_, s)| s.used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                m.shapes.remove(&k);
+            }
+        }
+        let s = m
+            .shapes
+            .entry(shape.to_string())
+            .or_insert_with(|| ShapeMarks {
+                version,
+                used: tick,
+                at: Default::default(),
+            });
+        if s.version != version {
+            if s.version > version {
+                // a slower reader's older snapshot: keep the newer marks
+                return;
+            }
+            s.version = version;
+            s.at.clear();
+        }
+        s.used = tick;
+        s.at.insert(position, After::of(row));
+        if s.at.len() > MARKS_PER_SHAPE {
+            s.at.pop_first();
+        }
+    }
+
+    /// How many marks are kept (all shapes).
+    pub fn len(&self) -> usize {
+        self.lock().shapes.values().map(|s| s.at.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where an answer read in chunks stands: `rows_before` rows of its shape come up to and
+/// including the query's `after` row, counted at catalogue `version` (the first chunk's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub rows_before: i64,
+    pub version: i64,
+}
+
+/// Rows of [`query_events_marked`] and the catalogue version they were read at (PostgreSQL;
+/// `None` on SQLite and for `eventid`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkedPage {
+    pub rows: Vec<Earthquake>,
+    pub version: Option<i64>,
+}
+
+/// [`query_events`], with deep offsets continued from `marks` ([`PageMarks`]) on PostgreSQL:
+/// the version and the page are read in one snapshot (a read-only REPEATABLE READ
+/// transaction), the page continues by keyset from the deepest mark at or before its offset
+/// when one of this version exists (else as [`query_events`] does), and the rows it read are
+/// noted as marks: the row before the page and its last row. `at` says where a chunked
+/// answer's `after` row stands (see [`Position`]), so its chunks mark their ends too when the
+/// version has not moved. The rows are always those [`query_events`] returns in the same
+/// snapshot. SQLite and `eventid` are answered by [`query_events`] alone.
+pub async fn query_events_marked(
+    conn: &mut DbConn<'_>,
+    marks: &PageMarks,
+    query: &EventQuery,
+    at: Option<Position>,
+) -> QueryResult<MarkedPage> {
+    if query.eventid.is_some() {
+        return Ok(MarkedPage {
+            rows: query_events(conn, query).await?,
+            version: None,
+        });
+    }
+    let DbConn::Pg(c) = conn else {
+        return Ok(MarkedPage {
+            rows: query_events(conn, query).await?,
+            version: None,
+        });
+    };
+    c.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |tx| {
+            #[derive(QueryableByName)]
+            struct V {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                version: i64,
+            }
+            let v: V = diesel::sql_query("SELECT version FROM catalogue_version")
+                .get_result(tx)
+                .await?;
+            let shape = PageMarks::shape(query);
+            let mut db = DbConn::Pg(tx);
+            let rows = match (&query.after, at) {
+                (None, _) => {
+                    let skip = query.skip();
+                    let mut q = query.clone();
+                    let mut base = 0;
+                    if skip >= KEYSET_SKIP
+                        && let Some((p, row)) = marks.nearest(&shape, v.version, skip)
+                    {
+                        q.after = Some(row);
+                        base = p;
+                    }
+                    // Read the row before the page as well (to mark where the page begins)
+                    // when the page does not start at a mark.
+                    let before = skip - base > 0 && skip >= KEYSET_SKIP;
+                    if before {
+                        q.offset = Some(skip - base);
+                        q.limit = q.limit.map(|l| l.saturating_add(1));
+                    } else {
+                        q.offset = Some(skip - base + 1);
+                    }
+                    let mut rows = query_events_by(&mut db, &q, true).await?;
+                    if before && !rows.is_empty() {
+                        let first = rows.remove(0);
+                        marks.record(&shape, v.version, skip, &first);
+                    }
+                    if let Some(last) = rows.last() {
+                        marks.record(&shape, v.version, skip + rows.len() as i64, last);
+                    }
+                    rows
+                }
+                (Some(_), Some(pos)) if pos.version == v.version && query.skip() == 0 => {
+                    let rows = query_events_by(&mut db, query, true).await?;
+                    if let Some(last) = rows.last() {
+                        marks.record(&shape, v.version, pos.rows_before + rows.len() as i64, last);
+                    }
+                    rows
+                }
+                (Some(_), _) => query_events_by(&mut db, query, true).await?,
+            };
+            Ok(MarkedPage {
+                rows,
+                version: Some(v.version),
+            })
+        })
+        .await
+}
+
+/// How a box or radius query on PostgreSQL finds its page.
+#[derive(Debug, Clone, PartialEq)]
+enum Spatial {
+    /// Every group of boxes as a point-index filter; the planner chooses (other orders).
+    Groups,
+    /// Walk the time index, skipping the rows outside (it carries latitude and longitude).
+    Walk,
+    /// Read these boxes' rows from the point index (index-only: it carries time, id and
+    /// state), sort them by time, then read the page's rows; each box on its own when there
+    /// are two (an OR of two would be a bitmap scan, which reads every row of both boxes from
+    /// the table).
+    Boxes(Vec<(f64, f64, f64, f64)>),
+}
+
 /// Whether a box or radius query on PostgreSQL should be answered from the GiST point index
-/// (every row in the box read from the table, then sorted) rather than by walking the time
-/// index and skipping the rows outside (the time index carries latitude and longitude, so
-/// that walk reads no table row).
+/// (the box's index entries read and sorted by time) rather than by walking the time index
+/// and skipping the rows outside (the time index carries latitude and longitude, so that walk
+/// reads no table row either).
 ///
 /// PostgreSQL cannot tell: it estimates any `<@ box` at a fixed 0.1 % of the table (at 1M rows,
 /// 988 estimated where 166k matched in southern California: 3.4 s fetching and sorting them
-/// all). So this counts the box's rows in the point index (an index-only scan: the index
-/// carries longitude and latitude), each box of the query on its own, no further than where
-/// walking becomes the cheaper plan: reading `k` rows of the box costs about
-/// [`BOX_ROW_COST`] steps of the walk each, walking costs `limit × rows / k` steps, so the
-/// point index pays while `k² < limit × rows / BOX_ROW_COST`. The count never reads more
-/// than that many index entries (about 7,000 at 1M rows, 16,000 at 5M).
-async fn pg_point_index_pays(
+/// all). So this counts the box's rows in the point index (an index-only scan), each box of
+/// the query on its own, no further than where walking becomes the cheaper plan: reading and
+/// sorting `k` entries of the box costs about [`BOX_ROW_COST`] steps of the walk each, walking
+/// costs `limit × rows / k` steps, so the point index pays while `k² < limit × rows /
+/// BOX_ROW_COST`. The count never reads more than that many index entries (about 13,000 at 1M
+/// rows, 29,000 at 5M). The group of boxes with the fewest rows is the one read.
+async fn pg_spatial_plan(
     c: &mut diesel_async::AsyncPgConnection,
     query: &EventQuery,
     limit: i64,
-) -> QueryResult<bool> {
+) -> QueryResult<Spatial> {
     if !matches!(query.orderby, OrderBy::Time | OrderBy::TimeAsc) {
         // Only the time index carries the coordinates: leave other orders to the planner.
-        return Ok(true);
+        return Ok(Spatial::Groups);
     }
     #[derive(QueryableByName)]
     struct N {
@@ -689,10 +938,10 @@ async fn pg_point_index_pays(
         + 1;
     // Each group of boxes (the box filter, the radius) alone selects a superset of the
     // answer: the smallest group decides.
-    let mut smallest = i64::MAX;
+    let mut best: Option<(i64, Vec<(f64, f64, f64, f64)>)> = None;
     for boxes in pg_point_boxes(query) {
         let mut in_group = 0;
-        for b in boxes {
+        for b in &boxes {
             // One box per statement: an OR of two would be a bitmap scan, which cannot stop
             // at the cap.
             let counted: N = diesel::sql_query(format!(
@@ -711,15 +960,75 @@ async fn pg_point_index_pays(
                 break;
             }
         }
-        smallest = smallest.min(in_group);
+        if in_group < cap && best.as_ref().is_none_or(|(n, _)| in_group < *n) {
+            best = Some((in_group, boxes));
+        }
     }
-    Ok(smallest < cap)
+    Ok(best.map_or(Spatial::Walk, |(_, boxes)| Spatial::Boxes(boxes)))
 }
 
-/// What reading one row found by the GiST point index costs (table page, sort), in entries
-/// of the covering time index walked; measured at 1M rows (issue 17: 5–10 µs against about
-/// 0.35 µs).
-const BOX_ROW_COST: f64 = 20.0;
+/// A page of a time-ordered query whose rows lie in two boxes (across the antimeridian), read
+/// box by box from the point index: each box's first `skip + limit` (time, id) in order, the
+/// page taken from both in the database's order (PostgreSQL sorts them, so ids compare as
+/// the `ORDER BY` of the other paths compares them), then those rows.
+async fn pg_boxes_apart(
+    c: &mut diesel_async::AsyncPgConnection,
+    query: &EventQuery,
+    boxes: &[(f64, f64, f64, f64)],
+    limit: i64,
+    skip: i64,
+) -> QueryResult<Vec<Earthquake>> {
+    use crate::schema::earthquakes::dsl as e;
+    use diesel::sql_types::{Array, BigInt, Text};
+    let want = skip.saturating_add(limit);
+    let mut times: Vec<i64> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    for b in boxes {
+        let part: Vec<(Ts, String)> = pg_selection!(query, &[vec![*b]])
+            .limit(want)
+            .select((e::time, e::id))
+            .load(c)
+            .await?;
+        for (t, id) in part {
+            times.push(t.0.timestamp_micros());
+            ids.push(id);
+        }
+    }
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let direction = if query.orderby == OrderBy::TimeAsc {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let page: Vec<Id> = diesel::sql_query(format!(
+        "SELECT id FROM (SELECT DISTINCT t, id FROM unnest($1, $2) AS u(t, id)) AS d \
+         ORDER BY t {direction}, id {direction} LIMIT $3 OFFSET $4"
+    ))
+    .bind::<Array<BigInt>, _>(&times)
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<BigInt, _>(limit)
+    .bind::<BigInt, _>(skip)
+    .load(c)
+    .await?;
+    let page: Vec<String> = page.into_iter().map(|r| r.id).collect();
+    let q = filtered!(e::earthquakes.into_boxed::<diesel::pg::Pg>(), query, false)
+        .filter(e::id.eq_any(page));
+    pg_ordered!(q, query.orderby)
+        .select(Earthquake::as_select())
+        .load(c)
+        .await
+}
+
+/// What reading and sorting one entry of the GiST point index costs, in entries of the
+/// covering time index walked. Measured at 1M rows under load (issue 17): reading an entry
+/// of the point index about 0.65 µs when counting and 1 µs when sorting by time, against
+/// 0.2–1 µs per entry of the walk, whose entries sit together; the count itself is paid before
+/// either, so the point index is chosen only for clearly sparse boxes.
+const BOX_ROW_COST: f64 = 6.0;
 
 type PgBoolExpr = Box<
     dyn diesel::expression::BoxableExpression<

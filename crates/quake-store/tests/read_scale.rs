@@ -313,3 +313,241 @@ both_backends!(
         );
     }
 );
+
+/// The seeded catalogue of [`seeded`], stored (ids made unique); returns its records.
+async fn store_seeded(store: &Store, n: usize) -> Vec<EventRecord> {
+    let mut page = seeded(n);
+    page.sort_by(|a, b| a.id.cmp(&b.id));
+    page.dedup_by(|a, b| a.id == b.id);
+    apply(store, WriteMode::Auto, &page).await;
+    page
+}
+
+fn ids(rows: Vec<quake_store::Earthquake>) -> Vec<String> {
+    rows.into_iter().map(|e| e.id).collect()
+}
+
+both_backends!(
+    boxes_across_the_antimeridian_equal_plain_statements,
+    async |db: TestDb| {
+        let store: Store = db.store().await;
+        store_seeded(&store, 3 * KEYSET_SKIP as usize).await;
+        let mut conn = store.conn().await.unwrap();
+        let mut rows_seen = 0;
+        for orderby in [OrderBy::Time, OrderBy::TimeAsc, OrderBy::Magnitude] {
+            for (filter, shape) in [
+                // a box across the antimeridian (two boxes for the point index)
+                (
+                    "box",
+                    EventQuery {
+                        minlatitude: Some(-30.0),
+                        maxlatitude: Some(30.0),
+                        minlongitude: Some(160.0),
+                        maxlongitude: Some(200.0),
+                        ..EventQuery::default()
+                    },
+                ),
+                // a radius across it, and a radius with a box beside it
+                (
+                    "radius",
+                    EventQuery {
+                        radius: Some(query::Radius {
+                            latitude: 0.0,
+                            longitude: 178.0,
+                            min_deg: 0.0,
+                            max_deg: 12.0,
+                        }),
+                        ..EventQuery::default()
+                    },
+                ),
+                (
+                    "radius and box",
+                    EventQuery {
+                        radius: Some(query::Radius {
+                            latitude: 10.0,
+                            longitude: -175.0,
+                            min_deg: 1.0,
+                            max_deg: 20.0,
+                        }),
+                        minlatitude: Some(0.0),
+                        maxlatitude: Some(40.0),
+                        minlongitude: Some(-200.0),
+                        maxlongitude: Some(-160.0),
+                        ..EventQuery::default()
+                    },
+                ),
+            ] {
+                for offset in [1, 2, 40, KEYSET_SKIP + 1] {
+                    for limit in [1, 13, 1000] {
+                        let q = EventQuery {
+                            orderby,
+                            limit: Some(limit),
+                            offset: Some(offset),
+                            ..shape.clone()
+                        };
+                        let keyset = ids(query::query_events(&mut conn.db(), &q).await.unwrap());
+                        let plain = ids(query::query_events_plain_offset(&mut conn.db(), &q)
+                            .await
+                            .unwrap());
+                        assert_eq!(
+                            keyset, plain,
+                            "{orderby:?} {filter} offset {offset} limit {limit}"
+                        );
+                        rows_seen += plain.len();
+                    }
+                }
+            }
+        }
+        assert!(
+            rows_seen > 500,
+            "the pages compared were mostly empty: {rows_seen}"
+        );
+    }
+);
+
+/// A page read with [`query::PageMarks`] (and the marks it leaves) against the same page read
+/// by plain `OFFSET`.
+async fn same_page(
+    conn: &mut quake_store::PooledConn,
+    marks: &query::PageMarks,
+    q: &EventQuery,
+    what: &str,
+) -> usize {
+    let marked = query::query_events_marked(&mut conn.db(), marks, q, None)
+        .await
+        .unwrap();
+    let plain = query::query_events_plain_offset(&mut conn.db(), q)
+        .await
+        .unwrap();
+    assert_eq!(ids(marked.rows), ids(plain.clone()), "{what}");
+    plain.len()
+}
+
+both_backends!(
+    deep_pages_from_marks_equal_plain_statements_while_rows_change,
+    async |db: TestDb| {
+        let store: Store = db.store().await;
+        let postgres = store.backend() == quake_store::Backend::Postgres;
+        let stored = store_seeded(&store, 3 * KEYSET_SKIP as usize).await;
+        let marks = query::PageMarks::new();
+        let mut conn = store.conn().await.unwrap();
+        // A reader paging through, a page asked twice, a page between marks, one asked again.
+        for orderby in [OrderBy::TimeAsc, OrderBy::Time, OrderBy::Magnitude] {
+            for offset in [1, 501, 1001, 1501, 1501, 2001, 1201, 2501, 1001, 1777] {
+                let q = EventQuery {
+                    orderby,
+                    includedeleted: IncludeDeleted::Yes,
+                    limit: Some(500),
+                    offset: Some(offset),
+                    ..EventQuery::default()
+                };
+                let n = same_page(&mut conn, &marks, &q, &format!("{orderby:?} {offset}")).await;
+                assert!(n > 0, "{orderby:?} {offset}: an empty page");
+            }
+        }
+        assert_eq!(
+            !marks.is_empty(),
+            postgres,
+            "marks are kept on PostgreSQL only"
+        );
+
+        // Rows written between two requests of the same deep page: inserted before it,
+        // deleted before it, and moved from before it to after it. Each write changes which
+        // rows the page holds; the marks of before the write are not used after it.
+        let q = EventQuery {
+            orderby: OrderBy::TimeAsc,
+            limit: Some(300),
+            offset: Some(1501),
+            ..EventQuery::default()
+        };
+        // the earliest live rows, all before the page
+        let mut early = stored
+            .iter()
+            .filter(|e| e.status != "deleted")
+            .cloned()
+            .collect::<Vec<_>>();
+        early.sort_by_key(|e| e.time.0);
+        for step in 0..6 {
+            let before = same_page(&mut conn, &marks, &q, &format!("before write {step}")).await;
+            assert_eq!(before, 300);
+            let page_before = ids(query::query_events_plain_offset(&mut conn.db(), &q)
+                .await
+                .unwrap());
+            let write = match step % 3 {
+                0 => {
+                    let mut r = rec(&format!("new{step}"), &[], 1_500_000_000_000 + step, 1, "n");
+                    r.latitude = 1.0;
+                    r
+                }
+                1 => {
+                    let mut r = early[step as usize].clone();
+                    r.status = "deleted".into();
+                    r.updated = ms(50);
+                    r.content_hash = format!("gone{step}");
+                    r
+                }
+                _ => {
+                    let mut r = early[step as usize].clone();
+                    r.time = ms(1_700_000_000_000 + step);
+                    r.updated = ms(60);
+                    r.content_hash = format!("moved{step}");
+                    r
+                }
+            };
+            apply(&store, WriteMode::Auto, &[write]).await;
+            same_page(&mut conn, &marks, &q, &format!("after write {step}")).await;
+            let page_after = ids(query::query_events_plain_offset(&mut conn.db(), &q)
+                .await
+                .unwrap());
+            assert_ne!(page_before, page_after, "write {step} moved the page");
+        }
+
+        // An answer read in chunks: each chunk continues after the last row, at the position
+        // the first chunk counted; the page after the answer is then read from its marks.
+        let first = EventQuery {
+            orderby: OrderBy::Time,
+            limit: Some(400),
+            offset: Some(1001),
+            ..EventQuery::default()
+        };
+        let page = query::query_events_marked(&mut conn.db(), &marks, &first, None)
+            .await
+            .unwrap();
+        let mut chunked = ids(page.rows.clone());
+        let mut at = page.version.map(|version| query::Position {
+            rows_before: 1000 + page.rows.len() as i64,
+            version,
+        });
+        let mut after = page.rows.last().map(query::After::of);
+        for _ in 0..2 {
+            let q = EventQuery {
+                offset: None,
+                after: after.clone(),
+                ..first.clone()
+            };
+            let next = query::query_events_marked(&mut conn.db(), &marks, &q, at)
+                .await
+                .unwrap();
+            at = at.map(|p| query::Position {
+                rows_before: p.rows_before + next.rows.len() as i64,
+                ..p
+            });
+            after = next.rows.last().map(query::After::of);
+            chunked.extend(ids(next.rows));
+        }
+        let whole = EventQuery {
+            limit: Some(1200),
+            ..first.clone()
+        };
+        let plain = ids(query::query_events_plain_offset(&mut conn.db(), &whole)
+            .await
+            .unwrap());
+        assert_eq!(chunked, plain, "the chunks make the answer");
+        let next_page = EventQuery {
+            offset: Some(2201),
+            ..first.clone()
+        };
+        let n = same_page(&mut conn, &marks, &next_page, "the page after the chunks").await;
+        assert_eq!(n, 400);
+    }
+);

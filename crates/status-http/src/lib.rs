@@ -42,6 +42,8 @@ pub struct AppState {
     migrations_ok: Arc<AtomicBool>,
     status_cache: Arc<sync::StatusCache>,
     streams: Streams,
+    /// Where recent deep pages of the read API stand (keyset continuation of deep offsets).
+    page_marks: Arc<quake_store::query::PageMarks>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             started: Instant::now(),
             migrations_ok: Arc::new(AtomicBool::new(false)),
             streams: Streams::new(StreamSettings::default()),
+            page_marks: Arc::new(quake_store::query::PageMarks::new()),
         }
     }
 

@@ -571,13 +571,16 @@ async fn start_serve(
     }
 }
 
-/// `samples` timed GETs of `url` (after 3 warm-ups); `None` and the answer when it is not 200.
+/// `samples` timed GETs of `url` (after 3 warm-ups), the body size and event count of the
+/// first answer, and the first request's time (before anything of it was cached: the read
+/// API keeps where deep pages stand); `None` and the answer when it is not 200.
 async fn sample(
     http: &reqwest::Client,
     url: &str,
     samples: usize,
-) -> Result<(Vec<Duration>, usize, Option<u64>), (u16, String)> {
+) -> Result<(Vec<Duration>, usize, Option<u64>, Duration), (u16, String)> {
     let mut times = Vec::with_capacity(samples);
+    let mut first = Duration::ZERO;
     let mut bytes = 0;
     let mut count = None;
     for k in 0..samples + 3 {
@@ -591,6 +594,7 @@ async fn sample(
             return Err((status, text.lines().take(3).collect::<Vec<_>>().join(" ")));
         }
         if k == 0 {
+            first = took;
             bytes = body.len();
             count = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -619,7 +623,7 @@ async fn sample(
         }
     }
     times.sort();
-    Ok((times, bytes, count))
+    Ok((times, bytes, count, first))
 }
 
 async fn read_figure(s: &Settings, cat: &Catalogue, target: &Target, upstream: &str) {
@@ -716,8 +720,8 @@ async fn read_figure(s: &Settings, cat: &Catalogue, target: &Target, upstream: &
         rows, s.iters
     );
     println!(
-        "{:<44} {:<8} {:>7} {:>8} {:>8} {:>9}",
-        "shape", "format", "events", "p50", "p95", "body kB"
+        "{:<44} {:<8} {:>7} {:>8} {:>8} {:>9} {:>8}",
+        "shape", "format", "events", "p50", "p95", "body kB", "first"
     );
     // The formats the read API serves now (a 400 for one of them is reported once).
     let mut formats = Vec::new();
@@ -739,15 +743,16 @@ async fn read_figure(s: &Settings, cat: &Catalogue, target: &Target, upstream: &
         for &format in &formats {
             let url = format!("{}/fdsnws/event/1/query?{q}&format={format}", serve.base);
             match sample(&http, &url, s.iters).await {
-                Ok((times, bytes, count)) => {
+                Ok((times, bytes, count, first)) => {
                     let p95 = percentile(&times, 0.95);
                     worst = worst.max(p95);
                     println!(
-                        "{name:<44} {format:<8} {:>7} {:>8} {:>8} {:>9}",
+                        "{name:<44} {format:<8} {:>7} {:>8} {:>8} {:>9} {:>8}",
                         count.map_or("?".into(), |c| c.to_string()),
                         ms(percentile(&times, 0.5)),
                         ms(p95),
-                        bytes / 1024
+                        bytes / 1024,
+                        ms(first)
                     );
                 }
                 Err((status, why)) => {
@@ -769,7 +774,7 @@ async fn read_figure(s: &Settings, cat: &Catalogue, target: &Target, upstream: &
     for path in ["/metrics", "/health", "/", "/health/live"] {
         let url = format!("{}{path}", serve.base);
         match sample(&http, &url, s.ping_iters).await {
-            Ok((times, _, _)) => println!(
+            Ok((times, _, _, _)) => println!(
                 "{path:<44} {:>8} {:>8} {:>8}",
                 ms(percentile(&times, 0.5)),
                 ms(percentile(&times, 0.99)),

@@ -23,11 +23,13 @@ mod discovery;
 pub mod params;
 pub mod render;
 
+use std::sync::Arc;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use quake_store::query::{After, EventQuery, MAX_LIMIT};
+use quake_store::query::{After, EventQuery, MAX_LIMIT, PageMarks, Position};
 use quake_store::{Earthquake, Store};
 
 pub use params::{Format, ReadRequest, parse_request, parse_time};
@@ -127,21 +129,28 @@ fn content_type(format: Format) -> &'static str {
     }
 }
 
-/// Reads an answer chunk by chunk (see the module doc).
+/// Reads an answer chunk by chunk (see the module doc). On PostgreSQL each chunk also notes
+/// where its rows stand in the query's order ([`PageMarks`]), so the next page a reader asks
+/// continues from there instead of skipping the rows before it.
 struct Chunks {
     store: Store,
+    marks: Arc<PageMarks>,
     query: EventQuery,
     /// Rows still to send (`limit`), `None`: all.
     remaining: Option<i64>,
+    /// Where the last row sent stands (PostgreSQL), for the next chunk's marks.
+    position: Option<Position>,
     done: bool,
 }
 
 impl Chunks {
-    fn new(store: Store, query: EventQuery) -> Chunks {
+    fn new(store: Store, marks: Arc<PageMarks>, query: EventQuery) -> Chunks {
         Chunks {
             remaining: query.limit,
             store,
+            marks,
             query,
+            position: None,
             done: false,
         }
     }
@@ -155,17 +164,31 @@ impl Chunks {
         let mut q = self.query.clone();
         q.limit = Some(want);
         let store = self.store.clone();
-        let rows = tokio::time::timeout(DB_QUERY_TIMEOUT, async move {
+        let marks = self.marks.clone();
+        let at = self.position;
+        let page = tokio::time::timeout(DB_QUERY_TIMEOUT, async move {
             let mut conn = store.conn().await?;
-            let rows = quake_store::query::query_events(&mut conn.db(), &q).await?;
-            Ok::<_, HttpError>(rows)
+            let page =
+                quake_store::query::query_events_marked(&mut conn.db(), &marks, &q, at).await?;
+            Ok::<_, HttpError>(page)
         })
         .await??;
+        let rows = page.rows;
         // Later chunks continue after the last row; the offset applied to the first only.
+        let before = match self.position {
+            Some(p) => p.rows_before,
+            None => self.query.skip(),
+        };
         self.query.offset = None;
         if let Some(last) = rows.last() {
             self.query.after = Some(After::of(last));
         }
+        // The first chunk's version: later chunks mark only while it holds.
+        let version = self.position.map(|p| p.version).or(page.version);
+        self.position = version.map(|version| Position {
+            rows_before: before + rows.len() as i64,
+            version,
+        });
         if let Some(r) = &mut self.remaining {
             *r -= rows.len() as i64;
         }
@@ -251,7 +274,7 @@ async fn answer_query(state: &AppState, req: &HttpRequest) -> Result<HttpRespons
         }
         total = Some(n.max(0));
     }
-    let mut chunks = Chunks::new(store.clone(), q.clone());
+    let mut chunks = Chunks::new(store.clone(), state.page_marks.clone(), q.clone());
     let first = chunks.next().await?;
     if first.is_empty() {
         return Ok(no_data(req, request.nodata));

@@ -885,6 +885,9 @@ pub async fn query_events_marked(
         .await
 }
 
+/// `(min_lon, min_lat, max_lon, max_lat)`.
+type GeoBox = (f64, f64, f64, f64);
+
 /// How a box or radius query on PostgreSQL finds its page.
 #[derive(Debug, Clone, PartialEq)]
 enum Spatial {
@@ -896,7 +899,7 @@ enum Spatial {
     /// state), sort them by time, then read the page's rows; each box on its own when there
     /// are two (an OR of two would be a bitmap scan, which reads every row of both boxes from
     /// the table).
-    Boxes(Vec<(f64, f64, f64, f64)>),
+    Boxes(Vec<GeoBox>),
 }
 
 /// Whether a box or radius query on PostgreSQL should be answered from the GiST point index
@@ -938,7 +941,7 @@ async fn pg_spatial_plan(
         + 1;
     // Each group of boxes (the box filter, the radius) alone selects a superset of the
     // answer: the smallest group decides.
-    let mut best: Option<(i64, Vec<(f64, f64, f64, f64)>)> = None;
+    let mut best: Option<(i64, Vec<GeoBox>)> = None;
     for boxes in pg_point_boxes(query) {
         let mut in_group = 0;
         for b in &boxes {
@@ -974,7 +977,7 @@ async fn pg_spatial_plan(
 async fn pg_boxes_apart(
     c: &mut diesel_async::AsyncPgConnection,
     query: &EventQuery,
-    boxes: &[(f64, f64, f64, f64)],
+    boxes: &[GeoBox],
     limit: i64,
     skip: i64,
 ) -> QueryResult<Vec<Earthquake>> {

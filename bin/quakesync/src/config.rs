@@ -105,6 +105,14 @@ fn load_from(
     let mut config: Config = figment
         .extract_lossy()
         .map_err(|e| invalid(e, file.as_deref(), matches))?;
+    // What keys fine one by one can still get wrong together.
+    if let Err((key, reason)) = config.live.check(config.source.kind) {
+        return Err(ConfigError::Invalid {
+            origin: origin(key, file.as_deref(), matches),
+            key: key.into(),
+            reason,
+        });
+    }
     sync_engine::config::resolve_urls(&mut config.source, &mut config.live);
     Ok(config)
 }
@@ -152,21 +160,28 @@ fn file_values(path: &Path) -> Result<Dict, ConfigError> {
     Ok(dict(table))
 }
 
+/// Where `key`'s value came from: ` (ENV_VAR)`, ` (--flag)`, else ` in FILE` (or nothing).
+fn origin(key: &str, file: Option<&Path>, matches: &ArgMatches) -> String {
+    let command = Cli::command();
+    let arg = command.get_arguments().find(|a| a.get_id() == key);
+    match arg.filter(|_| given(matches, key).is_some()) {
+        Some(arg) => match (matches.value_source(key), arg.get_env()) {
+            (Some(ValueSource::EnvVariable), Some(env)) => format!(" ({})", env.to_string_lossy()),
+            _ => format!(" (--{})", arg.get_long().unwrap_or(key)),
+        },
+        None => file
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default(),
+    }
+}
+
 /// A figment error as ours: the key, where its value came from (the flag or variable that
 /// gave it, else the file), and what is wrong.
 fn invalid(e: figment::Error, file: Option<&Path>, matches: &ArgMatches) -> ConfigError {
     let key = e.path.join(".");
     let command = Cli::command();
     let arg = command.get_arguments().find(|a| a.get_id() == key.as_str());
-    let origin = match arg.filter(|_| given(matches, &key).is_some()) {
-        Some(arg) => match (matches.value_source(&key), arg.get_env()) {
-            (Some(ValueSource::EnvVariable), Some(env)) => format!(" ({})", env.to_string_lossy()),
-            _ => format!(" (--{})", arg.get_long().unwrap_or(&key)),
-        },
-        None => file
-            .map(|p| format!(" in {}", p.display()))
-            .unwrap_or_default(),
-    };
+    let origin = origin(&key, file, matches);
     // A secret's value never shows, not even one of the wrong type.
     let secret = arg.is_some_and(|a| a.is_hide_env_values_set());
     match e.kind {

@@ -147,8 +147,9 @@ fn the_environment_overrides_the_file_and_flags_override_both() -> TestResult {
     Ok(())
 }
 
-/// The `[live]` section (issue 18): its defaults by source kind, the environment, and the
-/// 30 s minimum of the poll interval, refused naming the key (exit 2).
+/// The `[live]` section (issue 18): its defaults by source kind, the environment, the
+/// bounds of the poll interval (30 s to a day) and a URL of the other catalogue's protocol,
+/// refused naming the key (exit 2).
 #[test]
 fn live_lane_settings_defaults_env_and_the_minimum() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -212,12 +213,42 @@ fn live_lane_settings_defaults_env_and_the_minimum() -> Result<(), Box<dyn std::
             ("QUAKESYNC_LIVE_URL", "ftp://example.org/feed"),
             "invalid value for live.url (QUAKESYNC_LIVE_URL)",
         ),
+        (
+            ("QUAKESYNC_LIVE_INTERVAL_SECS", "86401"),
+            "invalid value for live.interval_secs (QUAKESYNC_LIVE_INTERVAL_SECS): 86401 is above the maximum 86400",
+        ),
+        // EMSC's push service for a USGS catalogue would mix catalogues.
+        (
+            (
+                "QUAKESYNC_LIVE_URL",
+                "wss://example.org/standing_order/websocket",
+            ),
+            "invalid value for live.url (QUAKESYNC_LIVE_URL): a ws(s) push service (EMSC's) with source.kind = \"fdsn\"",
+        ),
     ] {
         let out = quakesync(dir.path(), &["config"], &[env])?;
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8(out.stderr)?;
         assert!(stderr.contains(want), "{stderr}");
     }
+    // A USGS summary feed for an EMSC catalogue, likewise (a disabled lane is not checked).
+    let emsc_with_feed = [
+        ("QUAKESYNC_SOURCE_KIND", "emsc"),
+        ("QUAKESYNC_LIVE_URL", "https://example.org/all_hour.geojson"),
+    ];
+    let out = quakesync(dir.path(), &["config"], &emsc_with_feed)?;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(
+        stderr.contains("invalid value for live.url (QUAKESYNC_LIVE_URL): an http(s) live feed"),
+        "{stderr}"
+    );
+    let out = quakesync(
+        dir.path(),
+        &["config", "--live-enabled", "false"],
+        &emsc_with_feed,
+    )?;
+    assert!(out.status.success());
     let out = quakesync(dir.path(), &["config", "--live-interval-secs", "10"], &[])?;
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr)?;

@@ -37,6 +37,11 @@ pub const LIVE_LOCK_KEY: i64 = 0x7175_616b_6c69_7665;
 /// ([`page_write_lock`]), so no two pages are ever applied at once, in any process.
 pub const PAGE_LOCK_KEY: i64 = 0x7175_616b_7061_6765;
 
+/// Set on a lock's dedicated connection: how soon the server drops the session (and the
+/// lock) of a holder whose host or network died.
+const KEEPALIVES: &str = "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+                          SET tcp_keepalives_count = 3";
+
 /// How far a lock reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockScope {
@@ -220,6 +225,11 @@ impl Store {
             }
             Backend::Postgres => {
                 let mut conn = self.dedicated_pg().await?;
+                // The server notices a dead peer (the holder's host gone, the network cut)
+                // by TCP keepalive: idle 10 s, then 3 probes 5 s apart, so the session and
+                // its lock go after about 25 s instead of the system default's hours.
+                // Ignored on a Unix socket, whose session ends with the socket.
+                diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, KEEPALIVES).await?;
                 let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
                     .bind::<diesel::sql_types::BigInt, _>(key)
                     .get_result(&mut conn)
@@ -278,8 +288,10 @@ impl Store {
 /// Takes the page-write lock for the rest of the transaction `conn` is in: on PostgreSQL
 /// `pg_advisory_xact_lock(PAGE_LOCK_KEY)`, which waits for a page being applied by any
 /// other session and is released by the commit or rollback. Call it first thing in a page's
-/// transaction. On SQLite it does nothing: the database itself admits one writer at a time
-/// (a second waits up to the busy timeout).
+/// transaction. On SQLite it does nothing: the database itself admits one writer at a time,
+/// and the transaction begins `DEFERRED`, so a page that read and then writes after another
+/// process's writer committed fails with `SQLITE_BUSY` at once (the busy timeout does not
+/// cover it): a known limit across processes on SQLite; the caller writes the page again.
 pub async fn page_write_lock(conn: &mut DbConn<'_>) -> diesel::QueryResult<()> {
     if let DbConn::Pg(c) = conn {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")

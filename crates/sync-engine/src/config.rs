@@ -151,6 +151,8 @@ pub const DEFAULT_LIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest poll interval `live.interval_secs` accepts: the USGS regenerates its summary
 /// feeds every minute, and asks automated clients not to poll more often.
 pub const MIN_LIVE_INTERVAL_SECS: u64 = 30;
+/// The longest poll interval `live.interval_secs` accepts: a day.
+pub const MAX_LIVE_INTERVAL_SECS: u64 = 86_400;
 
 impl SourceKind {
     /// The live lane's upstream for this kind unless configured: the USGS `all_hour`
@@ -172,7 +174,8 @@ pub struct LiveSettings {
     /// source kind's default ([`SourceKind::default_live_url`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<LiveUrl>,
-    /// Seconds between two polls (polling only; at least 30).
+    /// Seconds between two polls (polling only; 30 to 86400, the maximum checked by
+    /// [`LiveSettings::check`]).
     pub interval_secs: Bounded<MIN_LIVE_INTERVAL_SECS, { u64::MAX }>,
 }
 
@@ -199,6 +202,42 @@ impl LiveSettings {
         let url = kind.default_live_url();
         self.url
             .get_or_insert_with(|| LiveUrl(url.to_owned().into()));
+    }
+
+    /// What single keys cannot tell (`Err`: the key and the reason): `interval_secs` over a
+    /// day ([`MAX_LIVE_INTERVAL_SECS`]); a lane that would mix catalogues (key `live.url`): a
+    /// push (ws/wss) URL is EMSC's protocol, so only for source kind `emsc`; a polled
+    /// (http/https) URL is a USGS summary feed, so only for kinds `fdsn` and `feed`. The URL
+    /// of a disabled lane is not checked.
+    pub fn check(&self, kind: SourceKind) -> Result<(), (&'static str, String)> {
+        let secs = self.interval_secs.get();
+        if secs > MAX_LIVE_INTERVAL_SECS {
+            return Err((
+                "live.interval_secs",
+                format!("{secs} is above the maximum {MAX_LIVE_INTERVAL_SECS}"),
+            ));
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        let push = crate::live::LiveMode::of_url(self.url(kind)) == crate::live::LiveMode::Push;
+        let reason = match (kind, push) {
+            (SourceKind::Emsc, false) => "an http(s) live feed (a USGS summary feed) with \
+                 source.kind = \"emsc\" would mix catalogues; use a ws(s) push service or \
+                 leave live.url unset"
+                .to_owned(),
+            (SourceKind::Fdsn | SourceKind::Feed, true) => format!(
+                "a ws(s) push service (EMSC's) with source.kind = \"{}\" would mix catalogues; \
+                 use an http(s) summary feed or leave live.url unset",
+                if kind == SourceKind::Feed {
+                    "feed"
+                } else {
+                    "fdsn"
+                }
+            ),
+            _ => return Ok(()),
+        };
+        Err(("live.url", reason))
     }
 
     /// The lane's settings (`None` when disabled): the URL for `source`'s kind, and the

@@ -32,7 +32,18 @@
 //! of the feed it came from, which are used only once it is written) and written again
 //! after [`LiveConfig::write_retry`]. The live lane's rejected records go to
 //! `rejected_records` with no run id. No run row is written for the lane.
+//!
+//! **The catalogue's filter.** Records under `source.min_magnitude` (and, when it is set,
+//! records without a magnitude) are dropped before a batch is written, as the FDSN service
+//! asked with `minmagnitude` would never return them ([`keeps`]).
+//!
+//! **Repeated rejects.** The USGS regenerates `all_hour` every minute: a record it cannot
+//! parse comes back in every feed. Polling remembers the rejects of the last feed written
+//! (id and payload hash) and quarantines only the new ones; a feed whose only news is a
+//! repeated reject writes nothing.
 
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -223,6 +234,9 @@ enum Lead {
     Stopped,
     /// The live lock is no longer this process's (its connection dropped).
     Lost,
+    /// The upstream client could not start (the push client): the lock is released and
+    /// taken again after [`LiveConfig::leader_retry`].
+    Failed,
 }
 
 /// Why a batch was not written.
@@ -245,12 +259,48 @@ impl Batch {
         self.records.is_empty() && self.rejected.is_empty()
     }
 
-    fn of_page(page: quake_api::Page, at: DateTime<Utc>) -> Batch {
+    /// A feed's batch: its records the catalogue keeps (`min_magnitude`), and its rejects
+    /// but those in `seen` (already quarantined from an earlier feed).
+    fn of_page(
+        page: quake_api::Page,
+        at: DateTime<Utc>,
+        min_magnitude: Option<f64>,
+        seen: &HashSet<RejectKey>,
+    ) -> Batch {
         Batch {
-            rejected: page.rejected.iter().map(rejected).collect(),
-            records: page.events.into_iter().map(into_record).collect(),
+            rejected: page
+                .rejected
+                .iter()
+                .filter(|r| !seen.contains(&RejectKey::of(r)))
+                .map(rejected)
+                .collect(),
+            records: page
+                .events
+                .into_iter()
+                .map(into_record)
+                .filter(|r| keeps(min_magnitude, r))
+                .collect(),
             at: Some(at),
         }
+    }
+}
+
+/// True when the catalogue keeps `r`: no `min_magnitude`, or a magnitude at least that
+/// (a record without a magnitude is not kept then: the FDSN service asked with
+/// `minmagnitude` does not return it either).
+fn keeps(min_magnitude: Option<f64>, r: &EventRecord) -> bool {
+    min_magnitude.is_none_or(|min| r.magnitude.is_some_and(|m| m >= min))
+}
+
+/// What identifies a rejected record across feeds: its id and a hash of its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RejectKey(Option<String>, u64);
+
+impl RejectKey {
+    fn of(r: &quake_api::RejectedRecord) -> RejectKey {
+        let mut h = DefaultHasher::new();
+        r.payload.hash(&mut h);
+        RejectKey(r.source_id.clone(), h.finish())
     }
 }
 
@@ -335,6 +385,15 @@ impl Runner {
             }
             match end {
                 Lead::Stopped => break,
+                Lead::Failed => {
+                    log::warn!(
+                        "Live lane: released the lead; trying again in {}",
+                        quake_core::human_duration(self.cfg.leader_retry)
+                    );
+                    if self.sleep(self.cfg.leader_retry).await {
+                        break;
+                    }
+                }
                 Lead::Lost => {
                     log::warn!(
                         "Live lane: lost the leadership lock (its database connection closed); standing by"
@@ -359,7 +418,10 @@ impl Runner {
     /// Polls the feed until cancelled or the lock is lost.
     async fn lead_poll(&self, client: &FeedClient, check: &LockCheck) -> Lead {
         let mut validators = Validators::default();
-        let mut pending: Option<(Batch, Validators)> = None;
+        // The rejects of the last feed written (those of a feed waiting go with it).
+        let mut written_rejects: HashSet<RejectKey> = HashSet::new();
+        let mut pending: Option<(Batch, Validators, HashSet<RejectKey>)> = None;
+        let min_magnitude = self.engine.inner.config.min_magnitude;
         let mut next_poll = Instant::now();
         let mut retry_at = Instant::now();
         loop {
@@ -378,13 +440,13 @@ impl Runner {
                 Err(e) => {
                     log::warn!("Live lane: could not check the leadership lock: {e}");
                     self.failed(e);
-                    retry_at = Instant::now() + self.cfg.write_retry;
+                    retry_at = later(self.cfg.write_retry);
                     next_poll = next_poll.max(retry_at);
                     continue;
                 }
             }
             if Instant::now() >= next_poll {
-                next_poll = Instant::now() + self.cfg.interval;
+                next_poll = later(self.cfg.interval);
                 let polled = tokio::select! {
                     () = self.cancel.cancelled() => return Lead::Stopped,
                     res = client.poll(&validators) => res,
@@ -397,13 +459,18 @@ impl Runner {
                 self.status(|l| l.last_poll_at = Some(at));
                 match polled {
                     Ok(FeedPoll::NotModified) => {
-                        self.status(|l| l.polls.not_modified += 1);
+                        self.status(|l| {
+                            l.polls.not_modified += 1;
+                            l.last_error = None;
+                        });
                         log::debug!("Live lane: {} not modified", self.shown);
                     }
                     // The newest feed replaces a batch still waiting: it is the same hour
                     // of the catalogue, as of later.
                     Ok(FeedPoll::Modified { page, validators }) => {
-                        pending = Some((Batch::of_page(page, at), validators));
+                        let rejects = page.rejected.iter().map(RejectKey::of).collect();
+                        let batch = Batch::of_page(page, at, min_magnitude, &written_rejects);
+                        pending = Some((batch, validators, rejects));
                         retry_at = Instant::now();
                     }
                     Err(e) => {
@@ -414,10 +481,13 @@ impl Runner {
             }
             if pending.is_some()
                 && Instant::now() >= retry_at
-                && let Some((batch, v)) = pending.take()
+                && let Some((batch, v, rejects)) = pending.take()
             {
                 match self.write(check, &batch).await {
-                    Ok(_) => validators = v,
+                    Ok(_) => {
+                        validators = v;
+                        written_rejects = rejects;
+                    }
                     Err(WriteError::Lost) => return Lead::Lost,
                     Err(WriteError::Failed(e)) => {
                         log::warn!(
@@ -425,8 +495,8 @@ impl Runner {
                             quake_core::human_duration(self.cfg.write_retry)
                         );
                         self.failed(e);
-                        retry_at = Instant::now() + self.cfg.write_retry;
-                        pending = Some((batch, v));
+                        retry_at = later(self.cfg.write_retry);
+                        pending = Some((batch, v, rejects));
                     }
                 }
             }
@@ -444,13 +514,15 @@ impl Runner {
             Err(e) => {
                 log::error!("Live lane: cannot start the push client: {e}");
                 self.failed(format!("upstream: {e}"));
-                return if self.sleep(self.cfg.leader_retry).await {
-                    Lead::Stopped
-                } else {
-                    Lead::Lost
-                };
+                return Lead::Failed;
             }
         };
+        let min_magnitude = self.engine.inner.config.min_magnitude;
+        // A quiet leader checks its lock all the same: one whose session died must not
+        // keep listening while another process leads.
+        let mut leader_check = tokio::time::interval(self.cfg.leader_retry);
+        leader_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        leader_check.reset();
         let catch_up_cancel = self.cancel.child_token();
         let mut catch_ups: Vec<JoinHandle<()>> = Vec::new();
         let mut batch = Batch::default();
@@ -479,6 +551,14 @@ impl Runner {
                     }
                 }
                 () = tokio::time::sleep_until(retry), if waiting_retry => {}
+                _ = leader_check.tick() => match self.still_leader(check).await {
+                    Ok(true) => {}
+                    Ok(false) => break Lead::Lost,
+                    Err(e) => {
+                        log::warn!("Live lane: could not check the leadership lock: {e}");
+                        self.failed(e);
+                    }
+                },
             }
             let now = Utc::now();
             for msg in buf.drain(..) {
@@ -494,11 +574,15 @@ impl Runner {
                             self.engine.clone(),
                             catch_up_cancel.clone(),
                             self.cfg.write_retry,
+                            self.cfg.leader_retry,
                         )));
                     }
                     PushMessage::Event { event, .. } => {
-                        batch.records.push(into_record(*event));
-                        batch.at.get_or_insert(now);
+                        let record = into_record(*event);
+                        if keeps(min_magnitude, &record) {
+                            batch.records.push(record);
+                            batch.at.get_or_insert(now);
+                        }
                     }
                     PushMessage::Rejected(r) => {
                         batch.rejected.push(rejected(&r));
@@ -530,7 +614,7 @@ impl Runner {
                         quake_core::human_duration(self.cfg.write_retry)
                     );
                     self.failed(e);
-                    retry_at = Some(Instant::now() + self.cfg.write_retry);
+                    retry_at = Some(later(self.cfg.write_retry));
                 }
             }
         };
@@ -584,6 +668,7 @@ impl Runner {
         let now = Utc::now();
         self.status(|l| {
             l.polls.modified += 1;
+            l.last_error = None;
             l.records.add(&k);
             if changed {
                 l.last_change_at = Some(now);
@@ -602,6 +687,13 @@ impl Runner {
     }
 }
 
+/// `d` from now (a year from now when that overflows).
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
 /// True when a batch inserted, updated, deleted or merged something.
 fn changed(k: &RunCounts) -> bool {
     k.inserted + k.updated + k.deleted + k.merged > 0
@@ -609,8 +701,9 @@ fn changed(k: &RunCounts) -> bool {
 
 /// A catch-up through the incremental sync, after the push connection (re)opened. A sync
 /// found running (here or elsewhere) may have started before the connection was lost: the
-/// catch-up runs again once it has ended.
-async fn catch_up(engine: Engine, cancel: CancellationToken, retry: Duration) {
+/// catch-up runs again once it has ended (here: when it ends; another process's: tried
+/// again every `elsewhere`, the leader retry, so that it does not spin on the sync lock).
+async fn catch_up(engine: Engine, cancel: CancellationToken, retry: Duration, elsewhere: Duration) {
     loop {
         if cancel.is_cancelled() {
             return;
@@ -628,10 +721,11 @@ async fn catch_up(engine: Engine, cancel: CancellationToken, retry: Duration) {
         };
         let mut rx = engine.subscribe();
         let running_here = wait && rx.borrow().is_running;
+        let pause = if wait { elsewhere } else { retry };
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = rx.wait_for(|s| !s.is_running), if running_here => {}
-            () = tokio::time::sleep(retry), if !running_here => {}
+            () = tokio::time::sleep(pause), if !running_here => {}
         }
     }
 }

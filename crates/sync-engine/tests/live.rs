@@ -163,6 +163,11 @@ fn revised(f: &Value, ms: i64, mag: f64) -> Value {
 
 /// An engine whose own sync source is an FDSN mock (unused unless a test syncs).
 fn engine(store: Store, fdsn: &MockServer) -> Engine {
+    engine_above(store, fdsn, None)
+}
+
+/// [`engine`] with `source.min_magnitude`.
+fn engine_above(store: Store, fdsn: &MockServer, min_magnitude: Option<f64>) -> Engine {
     let client = FdsnClient::new(&fdsn_url(fdsn), http_opts()).unwrap();
     Engine::new(
         store,
@@ -170,6 +175,7 @@ fn engine(store: Store, fdsn: &MockServer) -> Engine {
         EngineConfig {
             batch_size: 20,
             start_time: Some("2021-07-01T00:00:00Z".parse().unwrap()),
+            min_magnitude,
             ..EngineConfig::default()
         },
     )
@@ -282,6 +288,98 @@ async fn a_polled_feed_commits_each_change_once_and_304s_write_nothing_postgres(
         return;
     };
     poll_scenario(db.store().await).await;
+}
+
+/// The catalogue's filter and a bad record that the feed carries minute after minute: with
+/// `min_magnitude` 5.0 only the records of 5.0 or above are written (not one without a
+/// magnitude); the bad record is quarantined once however many feeds repeat it, and a feed
+/// whose only news is that repeat writes nothing; a new bad record is quarantined.
+async fn filter_and_repeated_rejects_scenario(store: Store) {
+    let features = usgs_features();
+    let mag = |f: &Value| f["properties"]["mag"].as_f64().unwrap();
+    let mut bad = features[10].clone();
+    bad["properties"]["mag"] = json!("abc");
+    let mut no_mag = features[11].clone();
+    no_mag["properties"]["mag"] = Value::Null;
+    let mut v1: Vec<Value> = features[..10].to_vec();
+    v1.push(no_mag);
+    v1.push(bad);
+    let mut kept: Vec<&str> = features[..10]
+        .iter()
+        .filter(|f| mag(f) >= 5.0)
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    kept.sort_unstable();
+    assert!(
+        !kept.is_empty() && kept.len() < 10,
+        "the fixture has records on both sides of 5.0"
+    );
+    let feed = Feed::default();
+    feed.set(&v1);
+    let server = feed_server(&feed).await;
+    let service = SyncService::start(
+        engine_above(store.clone(), &server, Some(5.0)),
+        no_schedule(),
+    )
+    .with_live(Some(live_config(&format!(
+        "{}/feed/all_hour.geojson",
+        server.uri()
+    ))));
+    let mut rx = service.subscribe();
+    wait(&mut rx, "the first feed written", |s| {
+        s.live.polls.modified == 1
+    })
+    .await;
+    let ids: Vec<String> = stored(&store).await.into_keys().collect();
+    assert_eq!(
+        ids, kept,
+        "only the records at or above source.min_magnitude"
+    );
+    assert_eq!(rejected(&store).await.len(), 1);
+    let after_first = live_rows(&store).await;
+
+    // The feed is regenerated (a new ETag) with the same records and the same bad one.
+    feed.set(&v1);
+    wait(&mut rx, "the regenerated feed read", |s| {
+        s.live.polls.modified == 2
+    })
+    .await;
+    assert_eq!(rejected(&store).await.len(), 1, "quarantined once");
+    assert_eq!(
+        live_rows(&store).await,
+        after_first,
+        "a feed whose only news is a repeated reject writes nothing"
+    );
+
+    // A new bad record is quarantined.
+    let mut bad2 = features[12].clone();
+    bad2["properties"]["mag"] = json!("xyz");
+    let mut v3 = v1.clone();
+    v3.push(bad2);
+    feed.set(&v3);
+    wait(&mut rx, "the third feed written", |s| {
+        s.live.polls.modified == 3
+    })
+    .await;
+    assert_eq!(rejected(&store).await.len(), 2);
+    let rows = live_rows(&store).await;
+    assert_eq!((rows[0].batches, rows[0].rejected), (2, 2));
+    assert_eq!(stored(&store).await.len(), kept.len());
+    service.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_keeps_min_magnitude_and_quarantines_a_repeated_bad_record_once_sqlite() {
+    let db = TestDb::sqlite();
+    filter_and_repeated_rejects_scenario(db.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_keeps_min_magnitude_and_quarantines_a_repeated_bad_record_postgres() {
+    let Some(db) = TestDb::postgres("live_filter").await else {
+        return;
+    };
+    filter_and_repeated_rejects_scenario(db.store().await).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -444,8 +542,217 @@ async fn pushed_events_commit_garbage_is_quarantined_and_a_reconnect_catches_up_
     push_scenario(db.store().await).await;
 }
 
+/// An engine reading EMSC's FDSN service `fdsn` (the push lane's catch-up), with
+/// `source.min_magnitude`.
+fn emsc_engine(store: Store, fdsn: &MockServer, min_magnitude: Option<f64>) -> Engine {
+    let client = EmscClient::new(&fdsn_url(fdsn), http_opts()).unwrap();
+    Engine::new(
+        store,
+        Arc::new(EmscSource(client)),
+        EngineConfig {
+            start_time: Some("2025-04-01T00:00:00Z".parse().unwrap()),
+            min_magnitude,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// An empty EMSC FDSN service (the catch-ups find nothing).
+async fn empty_emsc_fdsn() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(EmscFdsn::default())
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Pushed out of order: a newer revision, then an event under `source.min_magnitude`, then
+/// the older revision: the newer stays, the small event is not written.
+async fn push_order_and_filter_scenario(store: Store) {
+    let f = emsc_features();
+    let mag = |v: &Value| v["properties"]["mag"].as_f64().unwrap();
+    let a = &f[0];
+    let low = f
+        .iter()
+        .find(|v| mag(v) < mag(a))
+        .expect("the fixture has a smaller event than its first");
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    let mut a2 = a.clone();
+    a2["properties"]["mag"] = json!(mag(a) + 1.0);
+    a2["properties"]["lastupdate"] = json!("2025-04-26T23:59:59.5Z");
+
+    let fdsn_server = empty_emsc_fdsn().await;
+    let mut ws = WsServer::start().await;
+    let service = SyncService::start(
+        emsc_engine(store.clone(), &fdsn_server, Some(mag(a))),
+        no_schedule(),
+    )
+    .with_live(Some(live_config(&ws.url)));
+    let mut rx = service.subscribe();
+    let mut conn = ws.next().await;
+    wait(&mut rx, "the first catch-up", |s| {
+        s.runs_total.get("succeeded").copied().unwrap_or(0) >= 1
+    })
+    .await;
+    conn.send(push("update", &a2)).await.unwrap();
+    wait(&mut rx, "the newer revision written", |s| {
+        s.live.records.fetched >= 1
+    })
+    .await;
+    conn.send(push("create", low)).await.unwrap();
+    conn.send(push("update", a)).await.unwrap();
+    wait(&mut rx, "the older revision read", |s| {
+        s.live.records.fetched >= 2
+    })
+    .await;
+    let cat = catalogue(&store).await;
+    assert_eq!(cat.len(), 1, "{:?}", cat.keys().collect::<Vec<_>>());
+    assert_eq!(
+        cat[&id(a)].magnitude,
+        Some(mag(&a2)),
+        "the newer revision stays"
+    );
+    assert!(!cat.contains_key(&id(low)), "under source.min_magnitude");
+    let live = service.status().live.records;
+    assert_eq!((live.fetched, live.inserted, live.updated), (2, 1, 0));
+    service.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_out_of_order_the_newer_revision_stays_and_small_events_are_dropped_sqlite() {
+    let db = TestDb::sqlite();
+    push_order_and_filter_scenario(db.store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_out_of_order_the_newer_revision_stays_and_small_events_are_dropped_postgres() {
+    let Some(db) = TestDb::postgres("live_push_order").await else {
+        return;
+    };
+    push_order_and_filter_scenario(db.store().await).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Leadership
+
+/// Ends `holder`'s PostgreSQL session (a network cut, a server restart).
+async fn terminate(url: &str, holder: &quake_store::lock::LockHolder) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query(
+            "SELECT pg_terminate_backend($1, $2)",
+            &[&holder.pid, &60_000_i64],
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until a session other than `old` holds the live lock.
+async fn retaken(store: &Store, old: &quake_store::lock::LockHolder) {
+    let retaken = async {
+        loop {
+            if let Some(h) = store.live_lock_holder().await.unwrap()
+                && &h != old
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, retaken)
+        .await
+        .expect("the lock is taken again");
+}
+
+/// A push leader that hears nothing still checks its lock: when its lock session dies it
+/// steps down (and, alone, takes the lock again with a new session) instead of listening on
+/// while nobody holds the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_push_leader_notices_it_lost_the_lock() {
+    let Some(db) = TestDb::postgres("live_push_lost").await else {
+        return;
+    };
+    let store = db.store().await;
+    let fdsn_server = empty_emsc_fdsn().await;
+    let mut ws = WsServer::start().await;
+    let service = SyncService::start(
+        emsc_engine(store.clone(), &fdsn_server, None),
+        no_schedule(),
+    )
+    .with_live(Some(live_config(&ws.url)));
+    let mut rx = service.subscribe();
+    let _conn = ws.next().await;
+    wait(&mut rx, "the leader listens", |s| {
+        s.live.role == LiveRole::Leader
+    })
+    .await;
+    let holder = store.live_lock_holder().await.unwrap().expect("held");
+    terminate(&db.url, &holder).await;
+    retaken(&store, &holder).await;
+    // It listens again: a new connection to the push service.
+    let _conn2 = ws.next().await;
+    service.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The leader's process dies without releasing anything (its runtime dropped, its lock
+/// connection closed by the OS): the standby takes over and polls.
+#[test]
+fn the_standby_takes_over_when_the_leader_dies_without_releasing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(TestDb::postgres("live_crash")) else {
+        return;
+    };
+    let feed = Feed::default();
+    feed.set(&usgs_features()[..3]);
+    let server = rt.block_on(feed_server(&feed));
+    let url = format!("{}/feed/all_hour.geojson", server.uri());
+    // The leader, on a runtime of its own: dropping that runtime is its process dying.
+    let leader_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let leader = leader_rt.block_on(async {
+        let s = SyncService::start(engine(db.store().await, &server), no_schedule())
+            .with_live(Some(live_config(&url)));
+        let mut rx = s.subscribe();
+        wait(&mut rx, "the first service leads", |s| {
+            s.live.role == LiveRole::Leader && s.live.polls.modified >= 1
+        })
+        .await;
+        s
+    });
+    rt.block_on(async {
+        let standby = SyncService::start(engine(db.store().await, &server), no_schedule())
+            .with_live(Some(live_config(&url)));
+        let mut rx = standby.subscribe();
+        wait(&mut rx, "the second stands by", |s| {
+            s.live.role == LiveRole::Standby
+        })
+        .await;
+        // The leader dies: no shutdown, no release; its tasks and connections just end.
+        std::mem::forget(leader);
+        leader_rt.shutdown_background();
+        wait(&mut rx, "the standby takes over", |s| {
+            s.live.role == LiveRole::Leader
+        })
+        .await;
+        wait(&mut rx, "the new leader polls", |s| {
+            s.live.polls.not_modified + s.live.polls.modified >= 1
+        })
+        .await;
+        assert_eq!(stored(&db.store().await).await.len(), 3);
+        standby.shutdown(Duration::from_secs(5)).await;
+    });
+}
 
 /// Two services on one PostgreSQL: one leads and polls, the other stands by and never
 /// polls; when the leader's lock session dies (a network cut) the leader notices and the
@@ -543,17 +850,20 @@ async fn one_replica_polls_and_the_standby_takes_over_when_the_leader_goes() {
 // ---------------------------------------------------------------------------------------
 // A sync and the live lane at once
 
-/// A sync is held between two pages while the live lane writes a feed overlapping the
-/// sync's events: the lane's batch lands between the sync's pages, nothing is rejected,
-/// every event is stored once, and the counts add up.
+/// A sync is held between two pages (before fetching its third) while the live lane
+/// writes a feed overlapping the sync's events, with a newer revision of an event of the
+/// sync's third page: the lane's batch commits between the sync's pages, the sync's page 3
+/// then brings the older copy and the newer revision stays; nothing is rejected, every
+/// event is stored once, and the counts add up.
 async fn sync_and_live_scenario(store: Store) {
     let cat = Catalogue::from_fixture(USGS);
     let mock = FdsnMock::new(cat.clone());
     let page3 = mock.hold_query(3);
     let fdsn = fdsn_server(mock).await;
-    // The feed: ten of the sync's events, one revised, and one the FDSN service lacks.
+    // The feed: ten of the sync's events (its third page: 20 a page), one revised, and one
+    // the FDSN service lacks.
     let features = by_time(&cat);
-    let mut feed_features: Vec<Value> = features[30..40].to_vec();
+    let mut feed_features: Vec<Value> = features[40..50].to_vec();
     feed_features[0] = revised(&feed_features[0], 1_000, 6.6);
     let mut extra = features[0].clone();
     extra["id"] = json!("zz_live_only");

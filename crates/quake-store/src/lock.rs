@@ -285,19 +285,30 @@ impl Store {
     }
 }
 
-/// Takes the page-write lock for the rest of the transaction `conn` is in: on PostgreSQL
-/// `pg_advisory_xact_lock(PAGE_LOCK_KEY)`, which waits for a page being applied by any
-/// other session and is released by the commit or rollback. Call it first thing in a page's
-/// transaction. On SQLite it does nothing: the database itself admits one writer at a time,
-/// and the transaction begins `DEFERRED`, so a page that read and then writes after another
-/// process's writer committed fails with `SQLITE_BUSY` at once (the busy timeout does not
-/// cover it): a known limit across processes on SQLite; the caller writes the page again.
+/// Takes the page-write lock for the rest of the transaction `conn` is in. Call it first
+/// thing in a page's transaction.
+///
+/// - PostgreSQL: `pg_advisory_xact_lock(PAGE_LOCK_KEY)`, which waits for a page being
+///   applied by any other session and is released by the commit or rollback.
+/// - SQLite: a write that changes nothing (`DELETE FROM sync_state WHERE 0`), so that the
+///   transaction (which diesel begins `DEFERRED`) takes the database's write lock before it
+///   reads anything, as `BEGIN IMMEDIATE` would: another connection's writer (another
+///   process's) is waited for up to the busy timeout. Without it, a page that read and then
+///   writes after another writer committed would fail at once with `SQLITE_BUSY` (its read
+///   snapshot is stale), which the busy timeout does not cover.
 pub async fn page_write_lock(conn: &mut DbConn<'_>) -> diesel::QueryResult<()> {
-    if let DbConn::Pg(c) = conn {
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(PAGE_LOCK_KEY)
-            .execute(&mut **c)
-            .await?;
+    match conn {
+        DbConn::Pg(c) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(PAGE_LOCK_KEY)
+                .execute(&mut **c)
+                .await?;
+        }
+        DbConn::Sqlite(c) => {
+            diesel::sql_query("DELETE FROM sync_state WHERE 0")
+                .execute(&mut **c)
+                .await?;
+        }
     }
     Ok(())
 }

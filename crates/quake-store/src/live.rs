@@ -5,7 +5,7 @@
 //! run id.
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
 use crate::dispatch;
@@ -145,22 +145,8 @@ pub async fn apply_live_page(
     batch: &LiveBatch<'_>,
     decide: write::Decide,
 ) -> QueryResult<PageResult> {
-    let backend = conn.backend();
-    let result: QueryResult<PageResult> = dispatch!(conn, c => c.transaction(async |tx| {
-        let mut db = DbConn::from(tx);
-        crate::lock::page_write_lock(&mut db).await?;
-        // Inside this transaction, apply_page's own transaction is a savepoint.
-        let result = write::apply_page(&mut db, None, records, rejected, decide).await?;
-        let k = &result.counts;
-        // A feed that brought nothing new leaves the database as it was.
-        if k.inserted + k.updated + k.deleted + k.merged + k.rejected > 0 {
-            add_batch(&mut db, batch, k).await?;
-        }
-        Ok(result)
-    }).await);
-    // Committed now: wake this process's event stream (SQLite; PostgreSQL notifies).
-    crate::changes::committed(backend);
-    result
+    let also = crate::lock::Also::LiveBatch(batch);
+    crate::lock::apply_locked(conn, None, records, rejected, also, decide).await
 }
 
 /// Every live source's row.

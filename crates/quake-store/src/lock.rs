@@ -326,16 +326,49 @@ pub async fn apply_page_locked(
     done: Option<&crate::backfill::WindowDone>,
     decide: crate::write::Decide,
 ) -> diesel::QueryResult<crate::PageResult> {
+    let also = done.map_or(Also::Nothing, Also::WindowDone);
+    apply_locked(conn, run_id, records, rejected, also, decide).await
+}
+
+/// What a page transaction writes beside the page ([`apply_locked`]).
+pub(crate) enum Also<'a> {
+    Nothing,
+    /// A backfill window done ([`crate::backfill::apply_window_page`]).
+    WindowDone(&'a crate::backfill::WindowDone),
+    /// A live batch's counts ([`crate::live::add_batch`]), when it wrote something.
+    LiveBatch(&'a crate::live::LiveBatch<'a>),
+}
+
+/// The page transaction of a run's page, a backfill's or a live batch: the page-write lock
+/// first, the page, then what goes with it; on commit, this process's event stream woken.
+pub(crate) async fn apply_locked(
+    conn: &mut DbConn<'_>,
+    run_id: Option<i64>,
+    records: &[crate::EventRecord],
+    rejected: &[crate::NewRejected],
+    also: Also<'_>,
+    decide: crate::write::Decide,
+) -> diesel::QueryResult<crate::PageResult> {
     use diesel_async::AsyncConnection;
     let backend = conn.backend();
     let result: diesel::QueryResult<crate::PageResult> = crate::dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
         page_write_lock(&mut db).await?;
-        match done {
-            None => crate::write::apply_page(&mut db, run_id, records, rejected, decide).await,
-            Some(d) => {
+        match also {
+            Also::Nothing => crate::write::apply_page(&mut db, run_id, records, rejected, decide).await,
+            Also::WindowDone(d) => {
                 crate::backfill::apply_window_page(&mut db, run_id, records, rejected, d, decide)
                     .await
+            }
+            Also::LiveBatch(b) => {
+                // Inside this transaction, apply_page's own transaction is a savepoint.
+                let result = crate::write::apply_page(&mut db, None, records, rejected, decide).await?;
+                let k = &result.counts;
+                // A feed that brought nothing new leaves the database as it was.
+                if k.inserted + k.updated + k.deleted + k.merged + k.rejected > 0 {
+                    crate::live::add_batch(&mut db, b, k).await?;
+                }
+                Ok(result)
             }
         }
     }).await);

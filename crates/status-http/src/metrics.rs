@@ -226,18 +226,7 @@ impl Metrics {
         for (status, n) in &snap.runs_total {
             catch_up(&self.runs.with_label_values(&[status.as_str()]), *n);
         }
-        let k = &snap.records_total;
-        for (o, n) in RECORD_OUTCOMES.iter().zip([
-            k.fetched,
-            k.inserted,
-            k.updated,
-            k.unchanged,
-            k.deleted,
-            k.merged,
-            k.rejected,
-        ]) {
-            catch_up(&self.records.with_label_values(&[o]), n.max(0) as u64);
-        }
+        catch_up_outcomes(&self.records, &snap.records_total);
         catch_up(&self.skipped, snap.skipped_total);
         // Every ended run pushed one duration; the list keeps the latest 1000.
         let ended: u64 = snap.runs_total.values().sum();
@@ -257,18 +246,7 @@ impl Metrics {
         for (o, n) in live.polls.iter() {
             catch_up(&self.live_polls.with_label_values(&[o]), n);
         }
-        let k = &live.records;
-        for (o, n) in RECORD_OUTCOMES.iter().zip([
-            k.fetched,
-            k.inserted,
-            k.updated,
-            k.unchanged,
-            k.deleted,
-            k.merged,
-            k.rejected,
-        ]) {
-            catch_up(&self.live_records.with_label_values(&[o]), n.max(0) as u64);
-        }
+        catch_up_outcomes(&self.live_records, &live.records);
         self.live_leader
             .set(i64::from(live.role == sync_engine::LiveRole::Leader));
     }
@@ -320,6 +298,21 @@ fn catch_up(c: &IntCounter, target: u64) {
     let now = c.get();
     if target > now {
         c.inc_by(target - now);
+    }
+}
+
+/// Brings each record-outcome series of `vec` up to `k` (a run's or the live lane's counts).
+fn catch_up_outcomes(vec: &IntCounterVec, k: &quake_store::RunCounts) {
+    for (o, n) in RECORD_OUTCOMES.iter().zip([
+        k.fetched,
+        k.inserted,
+        k.updated,
+        k.unchanged,
+        k.deleted,
+        k.merged,
+        k.rejected,
+    ]) {
+        catch_up(&vec.with_label_values(&[o]), n.max(0) as u64);
     }
 }
 

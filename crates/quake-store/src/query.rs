@@ -608,7 +608,11 @@ async fn query_events_by(
             {
                 return pg_boxes_apart(c, query, boxes, limit, skip).await;
             }
-            if deep || spatial {
+            // A magnitude range too: its rows are found index-only in the magnitude index
+            // (it carries time and state) only when the page's ids are asked for alone
+            // (issue 17, 5M rows: 140 ms reading every row of the range, 7 ms this way).
+            let magnitude = query.minmagnitude.is_some() || query.maxmagnitude.is_some();
+            if deep || spatial || (keyset && magnitude) {
                 // The page's ids first (from an index alone where it can), then those rows.
                 let page = pg_selection!(query, &groups)
                     .limit(limit)

@@ -11,6 +11,12 @@ mod support;
 
 use std::time::Duration;
 
+/// What a NOTIFY must deliver within: less than the listener's 15 s check and the hub's 30 s
+/// poll, so a lost wake-up fails the test.
+const WOKEN: Duration = Duration::from_millis(1500);
+/// After the listener was killed: its reconnect (backoff from 100 ms) re-reads the head.
+const RECONNECTED: Duration = Duration::from_secs(5);
+
 use common::{Catalogue, FdsnMock, fdsn_server};
 use quake_store::testing::TestDb;
 use serde_json::json;
@@ -82,7 +88,7 @@ async fn a_client_of_one_replica_hears_the_other_and_survives_a_lost_listener() 
     sync_on(&b).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let e = client.next().await;
+        let e = client.next_within(WOKEN).await;
         assert_eq!(e.event, "insert", "{e:?}");
         ids.push(e.data["id"].as_str().unwrap().to_string());
         assert!(e.id.is_some());
@@ -104,7 +110,7 @@ async fn a_client_of_one_replica_hears_the_other_and_survives_a_lost_listener() 
     second.features[1]["properties"]["place"] = json!("revised while A was not listening");
     mock.set(second.clone());
     sync_on(&b).await;
-    let e = client.next().await;
+    let e = client.next_within(RECONNECTED).await;
     assert_eq!(
         (
             e.event.as_str(),
@@ -139,7 +145,7 @@ async fn a_client_of_one_replica_hears_the_other_and_survives_a_lost_listener() 
     third.features[2]["properties"]["status"] = json!("deleted");
     mock.set(third);
     sync_on(&b).await;
-    let e = client.next().await;
+    let e = client.next_within(WOKEN).await;
     assert_eq!(e.event, "delete", "{e:?}");
     assert_eq!(
         e.data,

@@ -277,6 +277,39 @@ pub async fn horizon(conn: &mut DbConn<'_>) -> QueryResult<Horizon> {
     })
 }
 
+/// [`read_changes`] with the [`horizon`] read in the same snapshot (a read-only REPEATABLE
+/// READ transaction on PostgreSQL, one transaction on SQLite): a prune committed while a
+/// reader pages through the log shows as `pruned_through` above its cursor, never as rows
+/// silently missing from the batch.
+pub async fn read_changes_at(
+    conn: &mut DbConn<'_>,
+    after: i64,
+    limit: i64,
+) -> QueryResult<(Horizon, Vec<Change>)> {
+    use diesel_async::AsyncConnection;
+    match conn {
+        DbConn::Pg(c) => {
+            c.build_transaction()
+                .repeatable_read()
+                .read_only()
+                .run(async |tx| {
+                    let mut db = DbConn::Pg(tx);
+                    let h = horizon(&mut db).await?;
+                    Ok((h, read_changes(&mut db, after, limit).await?))
+                })
+                .await
+        }
+        DbConn::Sqlite(c) => {
+            c.transaction(async |tx| {
+                let mut db = DbConn::Sqlite(tx);
+                let h = horizon(&mut db).await?;
+                Ok((h, read_changes(&mut db, after, limit).await?))
+            })
+            .await
+        }
+    }
+}
+
 /// Removes the changes committed before `before` (retention), remembering the highest seq
 /// removed; returns how many rows went.
 pub async fn prune_changes(conn: &mut DbConn<'_>, before: Ts) -> QueryResult<usize> {

@@ -8,14 +8,16 @@
 //! subscription (`Store::changes`: PostgreSQL `LISTEN`/`NOTIFY`, so every replica hears
 //! every commit; SQLite in-process), reads the new rows of `event_changes` in seq order and
 //! hands each to every client's bounded queue; it also prunes the log to its retention.
-//! A client whose queue is full is cut off: it gets an `overflow` event carrying the last id
-//! it was given (as its `id:`), and the stream ends, so it reconnects from there.
+//! A full queue is waited on (at most [`SEND_GRACE`] per batch the hub reads); a client
+//! whose queue is still full then is cut off: it gets an `overflow` event carrying the last
+//! id it was given (as its `id:`), and the stream ends, so it reconnects from there.
 //!
 //! A client first registers with the hub, then replays the stored changes after its
 //! `Last-Event-ID` (or `since`), then continues with the live ones, skipping those it
 //! replayed: the change log is written in commit order, so nothing is missed and nothing is
 //! sent twice. Without an id it starts at the current head. An id older than what the log
-//! still holds gets a `lost` event first.
+//! still holds (checked with every replay batch, in the batch's snapshot) or beyond its head
+//! (a restored database) gets a `lost` event. Deletions and merges pass every filter.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,8 +46,16 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// The `retry:` hint sent first (milliseconds before a client reconnects).
 pub const RETRY_MS: u64 = 3000;
 
-/// Changes read from the database at once.
+/// Changes the hub reads from the database at once.
 const READ_BATCH: i64 = 500;
+/// Changes one client's replay reads at once (what a replaying client holds).
+const REPLAY_BATCH: i64 = 100;
+/// How long the hub waits, per batch it reads, for room in full client queues before it
+/// cuts those clients off (so a burst larger than `stream.client_buffer` reaches a client
+/// that reads it, and one stuck client delays the others at most this long per batch).
+const SEND_GRACE: Duration = Duration::from_secs(1);
+/// How long a new client waits for the hub to have read where it starts.
+const READY_WAIT: Duration = Duration::from_secs(10);
 /// The hub re-reads the log this often even when nothing woke it.
 const HUB_POLL: Duration = Duration::from_secs(30);
 /// The hub prunes the log this often.
@@ -86,8 +96,14 @@ struct Hub {
     settings: StreamSettings,
     clients: Mutex<Vec<Slot>>,
     connected: AtomicUsize,
+    /// Clients cut off for falling behind, since the start.
+    cut_off: AtomicU64,
     next_id: AtomicU64,
     started: OnceLock<()>,
+    /// The seq the hub follows the log from, read once before any client is served.
+    start_seq: watch::Sender<Option<i64>>,
+    /// Bounds the replays reading the database at once (the pool is shared with the engine).
+    replays: OnceLock<Arc<tokio::sync::Semaphore>>,
     closing: watch::Sender<bool>,
 }
 
@@ -104,8 +120,11 @@ impl Streams {
                 settings,
                 clients: Mutex::new(Vec::new()),
                 connected: AtomicUsize::new(0),
+                cut_off: AtomicU64::new(0),
                 next_id: AtomicU64::new(0),
                 started: OnceLock::new(),
+                start_seq: watch::channel(None).0,
+                replays: OnceLock::new(),
                 closing: watch::channel(false).0,
             }),
         }
@@ -114,6 +133,11 @@ impl Streams {
     /// Clients connected now.
     pub fn clients(&self) -> usize {
         self.inner.connected.load(Ordering::Relaxed)
+    }
+
+    /// Clients cut off so far for falling behind (`event: overflow`).
+    pub fn cut_off(&self) -> u64 {
+        self.inner.cut_off.load(Ordering::Relaxed)
     }
 
     /// Ends every stream (for a shutdown: open streams would hold the server's graceful
@@ -159,6 +183,10 @@ impl Streams {
             return None;
         }
         self.start(store, stop);
+        self.inner.replays.get_or_init(|| {
+            let n = (store.pool_state().max as usize / 2).max(1);
+            Arc::new(tokio::sync::Semaphore::new(n))
+        });
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let buffer = self.inner.settings.client_buffer.get() as usize;
         let (tx, rx) = mpsc::channel(buffer);
@@ -176,17 +204,52 @@ impl Streams {
         })
     }
 
-    /// Hands `change` to every client; a full queue cuts its client off.
-    fn broadcast(&self, change: &Arc<Change>) {
+    /// Hands `change` to every client. A full queue is waited on until `deadline`; a client
+    /// whose queue is still full then is cut off.
+    async fn broadcast(&self, change: &Arc<Change>, deadline: tokio::time::Instant) {
+        let mut full = Vec::new();
         self.lock()
             .retain(|slot| match slot.tx.try_send(change.clone()) {
                 Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    slot.overflowed.store(true, Ordering::SeqCst);
-                    false
+                Err(mpsc::error::TrySendError::Full(c)) => {
+                    full.push((slot.id, slot.tx.clone(), slot.overflowed.clone(), c));
+                    true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             });
+        if full.is_empty() {
+            return;
+        }
+        let waits = full.into_iter().map(|(id, tx, overflowed, c)| async move {
+            match tokio::time::timeout_at(deadline, tx.send(c)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(_)) => Some(id),
+                Err(_) => {
+                    overflowed.store(true, Ordering::SeqCst);
+                    self.inner.cut_off.fetch_add(1, Ordering::Relaxed);
+                    Some(id)
+                }
+            }
+        });
+        let cut: Vec<u64> = futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        if !cut.is_empty() {
+            self.lock().retain(|slot| !cut.contains(&slot.id));
+        }
+    }
+
+    /// Waits until the hub knows where it starts (see [`hub`]).
+    async fn ready(&self) -> Result<(), HttpError> {
+        let mut rx = self.inner.start_seq.subscribe();
+        match tokio::time::timeout(READY_WAIT, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(HttpError::DatabaseUnavailable(
+                "event stream: the hub has not read the change log's head".into(),
+            )),
+        }
     }
 }
 
@@ -206,12 +269,25 @@ impl Drop for Registration {
     }
 }
 
-/// The hub task: follows the store's change subscription and fans the new rows out.
+/// The hub task: reads the log's head once, before any client is served (clients wait for
+/// it: a client registered before a change the hub reads gets it from the hub, one
+/// registered after finds it in its replay), then follows the store's change subscription
+/// and fans the new rows out, from that head on, never re-reading it.
 async fn hub(streams: Streams, store: Store) {
     let mut woken = store.changes();
     let mut closing = streams.inner.closing.subscribe();
     let retention = chrono::Duration::hours(streams.inner.settings.retention_hours.get() as i64);
-    let mut last: Option<i64> = None;
+    let mut last = loop {
+        match read_head(&store).await {
+            Ok(head) => break head,
+            Err(e) => log::warn!("event stream: reading the change log's head failed: {e}"),
+        }
+        tokio::select! {
+            _ = closing.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    streams.inner.start_seq.send_replace(Some(last));
     let mut pruned_at: Option<tokio::time::Instant> = None;
     loop {
         if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
@@ -247,27 +323,25 @@ async fn prune(store: &Store, before: Ts) -> Result<(), HttpError> {
     Ok(())
 }
 
-async fn catch_up(
-    streams: &Streams,
-    store: &Store,
-    last: &mut Option<i64>,
-) -> Result<(), HttpError> {
+async fn read_head(store: &Store) -> Result<i64, HttpError> {
     let mut conn = store.conn().await?;
-    let mut after = match *last {
-        Some(seq) => seq,
-        None => changes::horizon(&mut conn.db()).await?.head,
-    };
-    *last = Some(after);
+    Ok(changes::horizon(&mut conn.db()).await?.head)
+}
+
+async fn catch_up(streams: &Streams, store: &Store, last: &mut i64) -> Result<(), HttpError> {
     loop {
-        let batch = changes::read_changes(&mut conn.db(), after, READ_BATCH).await?;
+        let batch = {
+            let mut conn = store.conn().await?;
+            changes::read_changes(&mut conn.db(), *last, READ_BATCH).await?
+        };
         let Some(end) = batch.last().map(|c| c.seq) else {
             return Ok(());
         };
+        let deadline = tokio::time::Instant::now() + SEND_GRACE;
         for change in batch {
-            streams.broadcast(&Arc::new(change));
+            streams.broadcast(&Arc::new(change), deadline).await;
         }
-        after = end;
-        *last = Some(end);
+        *last = end;
     }
 }
 
@@ -463,7 +537,12 @@ async fn open(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, HttpE
     let header_id = match req.headers().get("Last-Event-ID") {
         None => None,
         Some(v) => {
-            let s = v.to_str().unwrap_or("").trim();
+            let s = v
+                .to_str()
+                .map_err(|_| {
+                    HttpError::BadRequest("Last-Event-ID: not an event id (not ASCII)".to_string())
+                })?
+                .trim();
             // An empty header is what a browser sends before it has an id.
             if s.is_empty() {
                 None
@@ -485,7 +564,15 @@ async fn open(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, HttpE
                 streams.inner.settings.max_clients.get()
             ))
         })?;
-    // Where the stream starts is read after registering (see the module doc).
+    // Where the stream starts is read after registering and after the hub knows where it
+    // starts (see the module doc and [`hub`]).
+    streams.ready().await?;
+    let replays = streams
+        .inner
+        .replays
+        .get()
+        .cloned()
+        .ok_or_else(|| HttpError::Internal("event stream: no replay limit".into()))?;
     let horizon = {
         let mut conn = store.conn().await?;
         changes::horizon(&mut conn.db()).await?
@@ -496,6 +583,7 @@ async fn open(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, HttpE
     tokio::spawn(async move {
         let client = Client {
             store,
+            replays,
             filter,
             base,
             out: tx,
@@ -532,6 +620,8 @@ fn query_url(req: &HttpRequest) -> String {
 
 struct Client {
     store: Store,
+    /// Held while a replay batch is read.
+    replays: Arc<tokio::sync::Semaphore>,
     filter: Filter,
     base: String,
     out: mpsc::Sender<Bytes>,
@@ -551,6 +641,29 @@ impl Client {
         self.out.send(b).await.map_err(|_| End::Gone)
     }
 
+    /// Whether the client is sent `c`: deletions and merges always (the client may hold the
+    /// event from when it passed), inserts and updates when the event as stored now passes.
+    fn passes(&self, c: &Change) -> bool {
+        matches!(c.kind, ChangeKind::Delete | ChangeKind::Merge)
+            || self.filter.accepts(c.row.as_ref())
+    }
+
+    /// `event: lost`: the changes after `last_id` up to `resumed_after` cannot be sent; its
+    /// `id:` is `resumed_after`, where the stream continues.
+    async fn lost(&self, last_id: i64, resumed_after: i64, why: &str) -> Result<(), End> {
+        let body = serde_json::json!({
+            "last_id": last_id,
+            "resumed_after": resumed_after,
+            "error": why,
+        });
+        self.send(frame(
+            Some(resumed_after),
+            "lost",
+            body.to_string().as_bytes(),
+        ))
+        .await
+    }
+
     async fn run(
         self,
         mut reg: Registration,
@@ -563,35 +676,34 @@ impl Client {
         }
         self.send(Bytes::from(format!("retry: {RETRY_MS}\n\n")))
             .await?;
-        let mut cursor = match since {
-            None => horizon.head,
-            Some(s) => {
-                if s < horizon.pruned_through {
-                    let lost = serde_json::json!({
-                        "last_id": s,
-                        "resumed_after": horizon.pruned_through,
-                        "error": "changes after your id and up to resumed_after are older than the stream's retention and were pruned: reload the catalogue",
-                    });
-                    self.send(frame(None, "lost", lost.to_string().as_bytes()))
-                        .await?;
-                }
-                s
-            }
-        };
-        // Replay what is stored after the client's id.
+        let mut cursor = since.unwrap_or(horizon.head);
+        // Replay what is stored after the client's id, each batch read with the log's
+        // horizon in one snapshot: an id beyond the head (the database was restored or
+        // recreated) or below what was pruned (before or during the replay) is told.
         loop {
-            let batch = {
+            let (h, batch) = {
+                let _permit = self.replays.acquire().await.map_err(|_| End::Gone)?;
                 let mut conn = self.store.conn().await.map_err(HttpError::from)?;
-                changes::read_changes(&mut conn.db(), cursor, READ_BATCH)
+                changes::read_changes_at(&mut conn.db(), cursor, REPLAY_BATCH)
                     .await
                     .map_err(HttpError::from)?
             };
+            if cursor > h.head {
+                self.lost(cursor, h.head, "your id is beyond the newest change this stream holds (its database was restored or recreated): reload the catalogue").await?;
+                cursor = h.head;
+                continue;
+            }
+            if cursor < h.pruned_through {
+                self.lost(cursor, h.pruned_through, "changes after your id and up to resumed_after are older than the stream's retention and were pruned: reload the catalogue").await?;
+                cursor = h.pruned_through;
+            }
             if batch.is_empty() {
                 break;
             }
-            for c in &batch {
+            let from = cursor;
+            for c in batch.iter().filter(|c| c.seq > from) {
                 cursor = c.seq;
-                if self.filter.accepts(c.row.as_ref()) {
+                if self.passes(c) {
                     self.send(change_frame(c, &self.base)).await?;
                 }
             }
@@ -607,7 +719,7 @@ impl Client {
                             continue;
                         }
                         cursor = c.seq;
-                        if self.filter.accepts(c.row.as_ref()) {
+                        if self.passes(&c) {
                             self.send(change_frame(&c, &self.base)).await?;
                         }
                     }

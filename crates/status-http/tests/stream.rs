@@ -15,7 +15,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::test;
 use quake_store::both_backends;
 use quake_store::testing::TestDb;
-use quake_store::{Store, Ts, changes};
+use quake_store::{EventRecord, Store, Ts, changes};
 use serde_json::{Value, json};
 use status_http::{AppState, StreamSettings};
 use sync_engine::Engine;
@@ -25,6 +25,40 @@ use common::fdsn::{Catalogue, FdsnMock, FdsnServer, fdsn_server};
 const DAY: &str = "usgs_all_day_2014-04-14T1152Z.geojson";
 
 use sse::Ev;
+
+/// What a commit's wake-up must deliver within: less than the SQLite subscription's 2 s poll
+/// and the hub's 30 s one, so a lost wake-up fails the test.
+const WOKEN: Duration = Duration::from_millis(1500);
+
+/// An event at 0°N `lon`°E of magnitude `mag`, as the write path stores it.
+fn ev(id: &str, ids: &str, updated: i64, mag: f64, status: &str) -> EventRecord {
+    let mut r = quake_store::testing::bare_record(id, ids, updated, &format!("h{updated}"), status);
+    r.magnitude = Some(mag);
+    r
+}
+
+/// Commits one page of `recs` as a sync would.
+async fn commit(store: &Store, recs: &[EventRecord]) {
+    let mut conn = store.conn().await.unwrap();
+    quake_store::write::apply_page_with(
+        &mut conn.db(),
+        None,
+        recs,
+        &[],
+        quake_store::write::WriteMode::Auto,
+        sync_engine::policy::decide,
+    )
+    .await
+    .unwrap();
+}
+
+async fn prune_all(store: &Store) {
+    let mut conn = store.conn().await.unwrap();
+    let future = Ts(chrono::Utc::now() + chrono::Duration::hours(1));
+    changes::prune_changes(&mut conn.db(), future)
+        .await
+        .unwrap();
+}
 
 /// A stream being read.
 struct Sse {
@@ -51,6 +85,14 @@ impl Sse {
             .expect("an event within 30 s")?;
             self.buf.extend_from_slice(&chunk.unwrap());
         }
+    }
+
+    /// The next event, which must come within [`WOKEN`] (heartbeats do not extend it).
+    async fn woken(&mut self) -> Ev {
+        tokio::time::timeout(WOKEN, self.next())
+            .await
+            .expect("an event within WOKEN")
+            .expect("the stream goes on")
     }
 
     /// The next `n` events.
@@ -326,6 +368,10 @@ both_backends!(
         let mut late = open(&app2, "/events/stream", Some(from)).await;
         let lost = late.next().await.unwrap();
         assert_eq!(lost.event, "lost");
+        assert_eq!(
+            lost.id, next.id,
+            "a lost event's id is where the stream resumes"
+        );
         assert_eq!(lost.data["last_id"], from);
         assert_eq!(lost.data["resumed_after"], next.id.unwrap());
     }
@@ -340,10 +386,15 @@ both_backends!(a_slow_client_is_told_and_resumes, async |db: TestDb| {
         ..StreamSettings::default()
     };
     let (engine, st) = state(store.clone(), &upstream, settings);
+    let streams = st.streams().clone();
     let app = app!(st);
-    // Connected, but not reading while the sync commits its 146 inserts.
+    // Connected, but not reading while the sync commits its 146 inserts, until the hub has
+    // given up waiting for it.
     let mut slow = open(&app, "/events/stream", None).await;
     sync(&engine).await;
+    while streams.cut_off() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let logged = log(&store, 0).await;
     assert_eq!(logged.len(), first.features.len());
     let mut got = Vec::new();
@@ -398,6 +449,16 @@ both_backends!(bad_parameters_and_the_client_limit, async |db: TestDb| {
     );
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("Last-Event-ID"));
+    let not_ascii = actix_web::http::header::HeaderValue::from_bytes(b"12\xc3\xa9").unwrap();
+    let (status, body) = call!(
+        &app,
+        common::get("/events/stream").insert_header(("Last-Event-ID", not_ascii))
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("Last-Event-ID"),
+        "{body}"
+    );
     let _one = open(&app, "/events/stream", None).await;
     let (status, body) = call!(&app, common::get("/events/stream"));
     assert_eq!(status, 503);
@@ -408,3 +469,130 @@ both_backends!(bad_parameters_and_the_client_limit, async |db: TestDb| {
             .contains("stream.max_clients")
     );
 });
+
+both_backends!(a_prune_during_a_replay_is_told, async |db: TestDb| {
+    let upstream = fdsn_server(FdsnMock::new(Catalogue::from_fixture(DAY))).await;
+    let store = db.store().await;
+    let (_engine, st) = state(store.clone(), &upstream, StreamSettings::default());
+    let app = app!(st);
+    // More changes than a replay reads at once.
+    let page: Vec<EventRecord> = (0..300)
+        .map(|n| ev(&format!("p{n}"), &format!(",p{n},"), 1000, 3.0, "reviewed"))
+        .collect();
+    commit(&store, &page).await;
+    let logged = log(&store, 0).await;
+    let head = logged.last().unwrap().0;
+    let mut client = open(&app, "/events/stream?since=0", None).await;
+    // Its replay has read its first rows and waits for this reader; the log is pruned now.
+    let mut got = client.take(5).await;
+    prune_all(&store).await;
+    let lost = loop {
+        let e = client.next().await.expect("a lost event");
+        if e.event == "lost" {
+            break e;
+        }
+        got.push(e);
+    };
+    assert!(got.len() < logged.len(), "{}", got.len());
+    assert_eq!(summary(&got), logged[..got.len()]);
+    let last = got.last().unwrap().id.unwrap();
+    assert_eq!(lost.id, Some(head));
+    assert_eq!(
+        (&lost.data["last_id"], &lost.data["resumed_after"]),
+        (&json!(last), &json!(head))
+    );
+    // Then the live changes.
+    commit(&store, &[ev("after", ",after,", 1000, 3.0, "reviewed")]).await;
+    let e = client.woken().await;
+    assert_eq!(
+        (e.event.as_str(), &e.data["id"]),
+        ("insert", &json!("after"))
+    );
+});
+
+both_backends!(an_id_beyond_the_head_is_told, async |db: TestDb| {
+    let upstream = fdsn_server(FdsnMock::new(Catalogue::from_fixture(DAY))).await;
+    let store = db.store().await;
+    let (_engine, st) = state(store.clone(), &upstream, StreamSettings::default());
+    let app = app!(st);
+    commit(&store, &[ev("a", ",a,", 1000, 3.0, "reviewed")]).await;
+    let head = log(&store, 0).await.last().unwrap().0;
+    // An id from before the database was recreated.
+    let mut client = open(&app, "/events/stream", Some(head + 1000)).await;
+    let lost = client.next().await.unwrap();
+    assert_eq!((lost.event.as_str(), lost.id), ("lost", Some(head)));
+    assert_eq!(
+        (&lost.data["last_id"], &lost.data["resumed_after"]),
+        (&json!(head + 1000), &json!(head))
+    );
+    commit(&store, &[ev("b", ",b,", 1000, 3.0, "reviewed")]).await;
+    let e = client.woken().await;
+    assert_eq!((e.event.as_str(), &e.data["id"]), ("insert", &json!("b")));
+    assert!(e.id.unwrap() > head);
+});
+
+both_backends!(
+    deletions_and_merges_pass_every_filter,
+    async |db: TestDb| {
+        let upstream = fdsn_server(FdsnMock::new(Catalogue::from_fixture(DAY))).await;
+        let store = db.store().await;
+        let (_engine, st) = state(store.clone(), &upstream, StreamSettings::default());
+        let app = app!(st);
+        let mut big = open(&app, "/events/stream?minmagnitude=5", None).await;
+        commit(
+            &store,
+            &[
+                ev("small", ",small,", 1000, 2.0, "reviewed"),
+                ev("quake", ",quake,", 1000, 5.2, "reviewed"),
+            ],
+        )
+        .await;
+        // Revised below the filter (not sent: it left the filter), then deleted (sent: the client
+        // has it); the small event merged into another small one (sent).
+        commit(&store, &[ev("quake", ",quake,", 2000, 4.8, "reviewed")]).await;
+        commit(&store, &[ev("quake", ",quake,", 3000, 4.8, "deleted")]).await;
+        commit(
+            &store,
+            &[ev("merger", ",small,merger,", 4000, 2.0, "reviewed")],
+        )
+        .await;
+        let want: Vec<(i64, String, String)> = log(&store, 0)
+            .await
+            .into_iter()
+            .filter(|(_, kind, id)| {
+                (kind == "insert" && id == "quake") || kind == "delete" || kind == "merge"
+            })
+            .collect();
+        assert_eq!(want.len(), 3, "{want:?}");
+        let got = big.take(3).await;
+        assert_eq!(summary(&got), want);
+        assert_eq!(got[2].data, json!({"id": "small", "merged_into": "merger"}));
+    }
+);
+
+both_backends!(
+    a_burst_larger_than_the_buffer_reaches_a_reader,
+    async |db: TestDb| {
+        let upstream = fdsn_server(FdsnMock::new(Catalogue::from_fixture(DAY))).await;
+        let store = db.store().await;
+        let settings = StreamSettings {
+            client_buffer: 2u64.try_into().unwrap(),
+            ..StreamSettings::default()
+        };
+        let (_engine, st) = state(store.clone(), &upstream, settings);
+        let app = app!(st);
+        let mut client = open(&app, "/events/stream", None).await;
+        // One page of 200 changes, read by the hub at once, to a client that reads them.
+        let page: Vec<EventRecord> = (0..200)
+            .map(|n| ev(&format!("b{n}"), &format!(",b{n},"), 1000, 3.0, "reviewed"))
+            .collect();
+        commit(&store, &page).await;
+        let got = client.take(200).await;
+        assert!(
+            got.iter().all(|e| e.event == "insert"),
+            "{:?}",
+            got.iter().find(|e| e.event != "insert")
+        );
+        assert_eq!(summary(&got), log(&store, 0).await);
+    }
+);

@@ -101,6 +101,14 @@ impl Sse {
         }
     }
 
+    /// The next event, which must come within `deadline` (heartbeats do not extend it): for
+    /// what a wake-up must deliver sooner than any poll would.
+    pub async fn next_within(&mut self, deadline: std::time::Duration) -> Ev {
+        tokio::time::timeout(deadline, self.next())
+            .await
+            .unwrap_or_else(|_| panic!("an event within {deadline:?}"))
+    }
+
     /// The next event (comments skipped).
     pub async fn next(&mut self) -> Ev {
         loop {

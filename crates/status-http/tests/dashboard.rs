@@ -615,6 +615,10 @@ async fn live_updates_in_headless_chromium() {
         .await;
     let circles = "document.querySelectorAll('#map-events circle').length";
     assert_eq!(browser.eval(circles).await, 1);
+    // A marker a reload would lose: the page's 30 s meta refresh would also show the server's
+    // rendering of each change, so every check below also asserts that no reload happened.
+    browser.eval("window.qsNoReload = 'still this page'").await;
+    let same_page = "window.qsNoReload === 'still this page'";
 
     // A commit after the page loaded: a new event near Tokyo, minutes old.
     let time = (chrono::Utc::now() - chrono::Duration::minutes(3))
@@ -664,6 +668,7 @@ async fn live_updates_in_headless_chromium() {
     browser
         .wait_for(&format!("{point}.getAttribute('cx') === '1280.0'"))
         .await;
+    assert_eq!(browser.eval(same_page).await, true, "the page reloaded");
     let mut gone = moved.clone();
     gone.status = "deleted".into();
     gone.updated = ts(&(chrono::Utc::now() + chrono::Duration::seconds(1))
@@ -674,6 +679,11 @@ async fn live_updates_in_headless_chromium() {
     assert_eq!(browser.eval(circles).await, 1);
     let rows = browser.eval(first_row).await;
     assert!(!rows.as_str().unwrap().contains("xxlive"), "{rows}");
+    assert_eq!(
+        browser.eval(same_page).await,
+        true,
+        "the page reloaded: the changes may not have come from the stream"
+    );
     drop(browser);
     streams.close();
     server.stop(true).await;

@@ -698,6 +698,42 @@ async fn a_quiet_push_leader_notices_it_lost_the_lock() {
     service.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A push client that cannot start (here: a URL it cannot parse) is the lane's last error,
+/// and the live lock is released while the lane waits to try again (a long while here), so
+/// another replica may lead meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_client_that_cannot_start_releases_the_lead() {
+    let Some(db) = TestDb::postgres("live_push_fails").await else {
+        return;
+    };
+    let store = db.store().await;
+    let fdsn_server = empty_emsc_fdsn().await;
+    let cfg = LiveConfig {
+        leader_retry: PATIENCE * 2,
+        ..live_config("ws://[::1/unclosed")
+    };
+    let service = SyncService::start(
+        emsc_engine(store.clone(), &fdsn_server, None),
+        no_schedule(),
+    )
+    .with_live(Some(cfg));
+    let mut rx = service.subscribe();
+    wait(&mut rx, "the start failure reported", |s| {
+        s.live.polls.error >= 1 && s.live.last_error.is_some()
+    })
+    .await;
+    let released = async {
+        while store.live_lock_holder().await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, released)
+        .await
+        .expect("the live lock is released while the lane waits");
+    assert_eq!(service.status().live.role, LiveRole::Standby);
+    service.shutdown(Duration::from_secs(5)).await;
+}
+
 /// The leader's process dies without releasing anything (its runtime dropped, its lock
 /// connection closed by the OS): the standby takes over and polls.
 #[test]

@@ -89,11 +89,10 @@ fn fail_with(msg: &str, code: u8) -> ExitCode {
 fn report(outcome: SyncOutcome, json: bool) -> ExitCode {
     let run = match outcome {
         SyncOutcome::Skipped { running_run_id } => {
-            let who = running_run_id.map(|id| format!(" (run {id})"));
-            eprintln!(
-                "quakesync: another sync is running{}; skipped",
-                who.unwrap_or_default()
-            );
+            let who = running_run_id
+                .map(|id| format!(" (run {id})"))
+                .unwrap_or_default();
+            eprintln!("quakesync: another sync is running{who}; skipped");
             return ExitCode::from(EXIT_SKIPPED);
         }
         SyncOutcome::Succeeded(run) | SyncOutcome::Failed(run) => run,
@@ -103,9 +102,6 @@ fn report(outcome: SyncOutcome, json: bool) -> ExitCode {
     } else if let Err(e) = serde_json::to_string_pretty(&run).map(|s| println!("{s}")) {
         return fail(&e.to_string());
     }
-    if run.status == quake_core::RunStatus::Succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    // 0 (SUCCESS) when it succeeded, else 1 (FAILURE).
+    ExitCode::from(u8::from(run.status != quake_core::RunStatus::Succeeded))
 }

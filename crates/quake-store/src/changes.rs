@@ -48,6 +48,8 @@ pub const LISTEN_APPLICATION_NAME: &str = "quakesync listen";
 const SQLITE_POLL: Duration = Duration::from_secs(2);
 /// PostgreSQL: the `LISTEN` connection is checked (and the head re-read) this often.
 const PG_CHECK: Duration = Duration::from_secs(15);
+/// How long the `LISTEN` connection's health check may take before it counts as lost.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts to reconnect the `LISTEN` connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -339,22 +341,49 @@ impl Store {
     /// changes after every commit that wrote changes, in this process or, on PostgreSQL,
     /// any other. Read the rows with [`read_changes`] after waking. The first call starts
     /// one background task per store (call it inside a tokio runtime); the task ends when
-    /// the store and every subscription are dropped.
+    /// the store is dropped (not when the last subscription is: a later call subscribes to
+    /// the same running task).
     pub fn changes(&self) -> watch::Receiver<i64> {
         let tx = self.inner_changes().get_or_init(|| {
-            let (tx, _) = watch::channel(0);
-            let task_tx = tx.clone();
+            let (tx, gone) = watch::channel(0);
             let weak = self.downgrade();
             let backend = self.backend();
             tokio::spawn(async move {
+                let publisher = Publisher { weak, gone };
                 match backend {
-                    Backend::Postgres => listen_pg(weak, task_tx).await,
-                    Backend::Sqlite => poll_sqlite(weak, task_tx).await,
+                    Backend::Postgres => listen_pg(publisher).await,
+                    Backend::Sqlite => poll_sqlite(publisher).await,
                 }
             });
             tx
         });
         tx.subscribe()
+    }
+}
+
+/// The task's side of a store's subscription: it holds no sender (only the store does), so
+/// `gone` ends exactly when the store is dropped.
+struct Publisher {
+    weak: Weak<crate::pool::Inner>,
+    gone: watch::Receiver<i64>,
+}
+
+impl Publisher {
+    fn store(&self) -> Option<Store> {
+        Store::upgrade(&self.weak)
+    }
+
+    fn publish(&self, seq: i64) {
+        if let Some(store) = self.store()
+            && let Some(tx) = store.inner_changes().get()
+        {
+            publish(tx, seq);
+        }
+    }
+
+    /// Completes when the store is dropped.
+    async fn store_gone(&mut self) {
+        while self.gone.changed().await.is_ok() {}
     }
 }
 
@@ -375,29 +404,30 @@ async fn read_head(store: &Store) -> crate::Result<i64> {
     Ok(horizon(&mut conn.db()).await?.head)
 }
 
-async fn poll_sqlite(weak: Weak<crate::pool::Inner>, tx: watch::Sender<i64>) {
+async fn poll_sqlite(mut p: Publisher) {
     let mut commits = SQLITE_COMMITS.subscribe();
     loop {
-        let Some(store) = Store::upgrade(&weak) else {
+        let Some(store) = p.store() else {
             return;
         };
-        match read_head(&store).await {
-            Ok(seq) => publish(&tx, seq),
+        let head = read_head(&store).await;
+        drop(store);
+        match head {
+            Ok(seq) => p.publish(seq),
             Err(e) => log::warn!("event stream: reading the change log failed: {e}"),
         }
-        drop(store);
         tokio::select! {
-            _ = tx.closed() => return,
+            _ = p.store_gone() => return,
             _ = commits.changed() => {}
             _ = tokio::time::sleep(SQLITE_POLL) => {}
         }
     }
 }
 
-async fn listen_pg(weak: Weak<crate::pool::Inner>, tx: watch::Sender<i64>) {
+async fn listen_pg(mut p: Publisher) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(store) = Store::upgrade(&weak) else {
+        let Some(store) = p.store() else {
             return;
         };
         let conn = store.dedicated_pg().await;
@@ -412,7 +442,7 @@ async fn listen_pg(weak: Weak<crate::pool::Inner>, tx: watch::Sender<i64>) {
                 match listening {
                     Ok(()) => {
                         backoff = Duration::from_millis(100);
-                        serve_listen(&weak, &mut conn, &tx).await
+                        serve_listen(&mut p, &mut conn).await
                     }
                     Err(e) => Err(e.to_string()),
                 }
@@ -426,41 +456,44 @@ async fn listen_pg(weak: Weak<crate::pool::Inner>, tx: watch::Sender<i64>) {
             ),
         }
         tokio::select! {
-            _ = tx.closed() => return,
+            _ = p.store_gone() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// Serves one `LISTEN` connection until it fails (`Err`) or no one listens (`Ok`). The head
-/// is re-read when it starts (what was committed while it was down is then read by seq) and
-/// every [`PG_CHECK`], which also proves the connection alive.
+/// Serves one `LISTEN` connection until it fails (`Err`) or the store is dropped (`Ok`).
+/// The head is re-read when it starts (what was committed while it was down is then read by
+/// seq) and every [`PG_CHECK`], which also proves the connection alive: a check that gets no
+/// answer within [`CHECK_TIMEOUT`] (a half-open connection) counts as a failure.
 async fn serve_listen(
-    weak: &Weak<crate::pool::Inner>,
+    p: &mut Publisher,
     conn: &mut diesel_async::AsyncPgConnection,
-    tx: &watch::Sender<i64>,
 ) -> Result<(), String> {
     loop {
-        if Store::upgrade(weak).is_none() {
+        if p.store().is_none() {
             return Ok(());
         }
-        let head: HeadRow = diesel::sql_query("SELECT max(seq) AS head FROM event_changes")
-            .get_result(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        publish(tx, head.head.unwrap_or(0));
+        let head: HeadRow = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            diesel::sql_query("SELECT max(seq) AS head FROM event_changes").get_result(&mut *conn),
+        )
+        .await
+        .map_err(|_| format!("no answer to the health check within {CHECK_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+        p.publish(head.head.unwrap_or(0));
         let mut notes = std::pin::pin!(conn.notifications_stream());
         let check = tokio::time::sleep(PG_CHECK);
         tokio::pin!(check);
         loop {
             tokio::select! {
-                _ = tx.closed() => return Ok(()),
+                _ = p.store_gone() => return Ok(()),
                 _ = &mut check => break,
                 n = notes.next() => match n {
                     Some(Ok(n)) => {
                         if let Ok(seq) = n.payload.parse::<i64>() {
-                            publish(tx, seq);
+                            p.publish(seq);
                         }
                     }
                     Some(Err(e)) => return Err(e.to_string()),

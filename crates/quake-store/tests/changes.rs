@@ -149,3 +149,27 @@ both_backends!(a_refused_record_writes_no_change, async |db: TestDb| {
         vec!["ok0", "ok1", "ok2", "ok3", "ok4", "ok5", "ok6", "ok7"]
     );
 });
+
+both_backends!(
+    a_subscription_after_the_last_one_dropped_still_wakes,
+    async |db: TestDb| {
+        let store = db.store().await;
+        // Every subscription goes away, and the task has time to notice.
+        drop(store.changes());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut rx = store.changes();
+        apply(
+            &store,
+            &[rec("w", ",w,", 1000, "h", "reviewed")],
+            WriteMode::Auto,
+        )
+        .await;
+        let head = all(&store, 0).await.last().unwrap().seq;
+        // Woken by the commit: sooner than SQLite's 2 s poll (PostgreSQL has no poll but its
+        // 15 s check).
+        tokio::time::timeout(Duration::from_millis(1500), rx.wait_for(|s| *s >= head))
+            .await
+            .expect("the new subscription saw the commit")
+            .unwrap();
+    }
+);

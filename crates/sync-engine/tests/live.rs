@@ -276,19 +276,10 @@ async fn poll_scenario(store: Store) {
     service.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_polled_feed_commits_each_change_once_and_304s_write_nothing_sqlite() {
-    let db = TestDb::sqlite();
-    poll_scenario(db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_polled_feed_commits_each_change_once_and_304s_write_nothing_postgres() {
-    let Some(db) = TestDb::postgres("live_poll").await else {
-        return;
-    };
-    poll_scenario(db.store().await).await;
-}
+quake_store::both_backends!(
+    a_polled_feed_commits_each_change_once_and_304s_write_nothing,
+    async |db: TestDb| poll_scenario(db.store().await).await
+);
 
 /// The catalogue's filter and a bad record that the feed carries minute after minute: with
 /// `min_magnitude` 5.0 only the records of 5.0 or above are written (not one without a
@@ -368,19 +359,10 @@ async fn filter_and_repeated_rejects_scenario(store: Store) {
     service.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lane_keeps_min_magnitude_and_quarantines_a_repeated_bad_record_once_sqlite() {
-    let db = TestDb::sqlite();
-    filter_and_repeated_rejects_scenario(db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lane_keeps_min_magnitude_and_quarantines_a_repeated_bad_record_postgres() {
-    let Some(db) = TestDb::postgres("live_filter").await else {
-        return;
-    };
-    filter_and_repeated_rejects_scenario(db.store().await).await;
-}
+quake_store::both_backends!(
+    the_lane_keeps_min_magnitude_and_quarantines_a_repeated_bad_record_once,
+    async |db: TestDb| filter_and_repeated_rejects_scenario(db.store().await).await
+);
 
 // ---------------------------------------------------------------------------------------
 // EMSC push
@@ -528,19 +510,10 @@ async fn push_scenario(store: Store) {
     service.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushed_events_commit_garbage_is_quarantined_and_a_reconnect_catches_up_sqlite() {
-    let db = TestDb::sqlite();
-    push_scenario(db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushed_events_commit_garbage_is_quarantined_and_a_reconnect_catches_up_postgres() {
-    let Some(db) = TestDb::postgres("live_push").await else {
-        return;
-    };
-    push_scenario(db.store().await).await;
-}
+quake_store::both_backends!(
+    pushed_events_commit_garbage_is_quarantined_and_a_reconnect_catches_up,
+    async |db: TestDb| push_scenario(db.store().await).await
+);
 
 /// An engine reading EMSC's FDSN service `fdsn` (the push lane's catch-up), with
 /// `source.min_magnitude`.
@@ -619,19 +592,10 @@ async fn push_order_and_filter_scenario(store: Store) {
     service.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushed_out_of_order_the_newer_revision_stays_and_small_events_are_dropped_sqlite() {
-    let db = TestDb::sqlite();
-    push_order_and_filter_scenario(db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushed_out_of_order_the_newer_revision_stays_and_small_events_are_dropped_postgres() {
-    let Some(db) = TestDb::postgres("live_push_order").await else {
-        return;
-    };
-    push_order_and_filter_scenario(db.store().await).await;
-}
+quake_store::both_backends!(
+    pushed_out_of_order_the_newer_revision_stays_and_small_events_are_dropped,
+    async |db: TestDb| push_order_and_filter_scenario(db.store().await).await
+);
 
 // ---------------------------------------------------------------------------------------
 // Leadership
@@ -962,16 +926,7 @@ async fn sync_and_live_scenario(store: Store) {
     service.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_and_the_live_lane_write_in_turn_sqlite() {
-    let db = TestDb::sqlite();
-    sync_and_live_scenario(db.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_and_the_live_lane_write_in_turn_postgres() {
-    let Some(db) = TestDb::postgres("live_sync").await else {
-        return;
-    };
-    sync_and_live_scenario(db.store().await).await;
-}
+quake_store::both_backends!(
+    a_sync_and_the_live_lane_write_in_turn,
+    async |db: TestDb| sync_and_live_scenario(db.store().await).await
+);

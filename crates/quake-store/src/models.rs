@@ -10,7 +10,9 @@ use crate::types::Ts;
 
 /// An event as the engine hands it to the store: everything but the bookkeeping columns
 /// (`first_seen_at`, `last_changed_at`, `merged_into`), which the store sets.
-#[derive(Insertable, AsChangeset, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Insertable, AsChangeset, Queryable, Selectable, Debug, Clone, PartialEq, Serialize, Deserialize,
+)]
 #[diesel(table_name = earthquakes, treat_none_as_null = true)]
 pub struct EventRecord {
     pub id: String,
@@ -44,7 +46,9 @@ pub struct EventRecord {
     pub gap: Option<f64>,
     /// USGS `sources` (`,us,ci,`), as sent.
     pub sources: Option<String>,
-    /// The upstream's `properties` object, its JSON text as received (lossless).
+    /// The upstream's `properties` object, its JSON text as received (lossless); `None`
+    /// for rows stored before migration `lossless_properties` that no revision has
+    /// touched since.
     pub properties: Option<String>,
 }
 
@@ -87,42 +91,28 @@ impl EventRecord {
     }
 }
 
-/// A stored catalogue row.
+/// A stored catalogue row: the [`EventRecord`] the engine last wrote for it, plus the
+/// bookkeeping the store keeps (`first_seen_at`, `last_changed_at`, `merged_into`). The
+/// event's fields are declared once, in [`EventRecord`]; an `Earthquake` dereferences to
+/// it, so `row.magnitude` reads the record's field.
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq, Serialize)]
 #[diesel(table_name = earthquakes)]
 pub struct Earthquake {
-    pub id: String,
-    pub ids: String,
-    pub time: Ts,
-    pub updated: Ts,
-    pub magnitude: Option<f64>,
-    pub mag_type: Option<String>,
-    pub place: Option<String>,
-    pub title: Option<String>,
-    pub longitude: f64,
-    pub latitude: f64,
-    pub depth_km: Option<f64>,
-    pub status: String,
-    pub event_type: Option<String>,
-    pub net: Option<String>,
-    pub code: Option<String>,
-    pub tsunami: Option<i32>,
-    pub sig: Option<i32>,
-    pub felt: Option<i32>,
-    pub alert: Option<String>,
-    pub url: Option<String>,
-    pub source: String,
-    pub content_hash: String,
+    /// The event as written.
+    #[diesel(embed)]
+    #[serde(flatten)]
+    pub record: EventRecord,
     pub first_seen_at: Ts,
     pub last_changed_at: Ts,
+    /// The id of the event that superseded this one, once merged.
     pub merged_into: Option<String>,
-    pub cdi: Option<f64>,
-    pub mmi: Option<f64>,
-    pub gap: Option<f64>,
-    pub sources: Option<String>,
-    /// The upstream's `properties` JSON text; `None` for rows stored before migration
-    /// `lossless_properties` that no revision has touched since.
-    pub properties: Option<String>,
+}
+
+impl std::ops::Deref for Earthquake {
+    type Target = EventRecord;
+    fn deref(&self) -> &EventRecord {
+        &self.record
+    }
 }
 
 /// What the revision policy needs to know of a stored row.

@@ -168,7 +168,7 @@ both_backends!(eventid_by_alias, async |db: TestDb| {
         query::find_by_any_id(&mut conn.db(), id)
             .await
             .unwrap()
-            .map(|e| e.id)
+            .map(|e| e.record.id)
     };
     assert_eq!(find(&mut conn, "ci1").await.as_deref(), Some("ci1"));
     assert_eq!(find(&mut conn, "us1").await.as_deref(), Some("ci1"));
@@ -288,7 +288,7 @@ both_backends!(
                                 ..EventQuery::default()
                             };
                             let ids = |rows: Vec<quake_store::Earthquake>| {
-                                rows.into_iter().map(|e| e.id).collect::<Vec<_>>()
+                                rows.into_iter().map(|e| e.record.id).collect::<Vec<_>>()
                             };
                             let keyset =
                                 ids(query::query_events(&mut conn.db(), &q).await.unwrap());
@@ -324,7 +324,7 @@ async fn store_seeded(store: &Store, n: usize) -> Vec<EventRecord> {
 }
 
 fn ids(rows: Vec<quake_store::Earthquake>) -> Vec<String> {
-    rows.into_iter().map(|e| e.id).collect()
+    rows.into_iter().map(|e| e.record.id).collect()
 }
 
 both_backends!(

@@ -19,8 +19,9 @@ pub fn content_hash(e: &Event) -> String {
     // against it), so stored hashes stay valid.
     let mut hasher = HashWriter(Sha256::new());
     if serde_json::to_writer(&mut hasher, &Canonical(e)).is_err() {
-        // Not reachable (writing to a hasher cannot fail); the `Value` form is the fallback.
-        return hex(&Sha256::digest(canonical_value(e).to_string().as_bytes()));
+        // Not reachable: writing to a hasher cannot fail, and every value of the canonical
+        // form serializes. Should it ever, the event's debug text still hashes its content.
+        return hex(&Sha256::digest(format!("{e:?}").as_bytes()));
     }
     hex(&hasher.0.finalize())
 }
@@ -49,7 +50,8 @@ impl std::io::Write for HashWriter {
 }
 
 /// The canonical form of an event, serialized as a JSON array: the same text as
-/// [`canonical_value`]'s, written directly.
+/// the `Value` form the tests keep as its reference (`tests::canonical_value`), written
+/// directly.
 struct Canonical<'a>(&'a Event);
 
 impl serde::Serialize for Canonical<'_> {
@@ -87,35 +89,6 @@ impl serde::Serialize for Canonical<'_> {
         }
         seq.end()
     }
-}
-
-/// The canonical form as a `serde_json::Value` (the reference the direct form is tested
-/// against, and its fallback).
-fn canonical_value(e: &Event) -> serde_json::Value {
-    serde_json::json!([
-        e.id,
-        e.ids,
-        e.time.timestamp_millis(),
-        e.updated.timestamp_millis(),
-        e.magnitude,
-        e.mag_type,
-        e.place,
-        e.title,
-        e.longitude,
-        e.latitude,
-        e.depth_km,
-        e.status,
-        e.event_type,
-        e.net,
-        e.code,
-        e.tsunami,
-        e.sig,
-        e.felt,
-        e.alert,
-        e.url,
-        e.source.as_str(),
-        e.properties.as_deref().map(canonical_properties),
-    ])
 }
 
 /// One property value, borrowed from the text where it can be: what a USGS record holds
@@ -301,6 +274,35 @@ pub fn to_rejected(r: &RejectedRecord, run_id: i64) -> NewRejected {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The canonical form as a `serde_json::Value`: the reference the direct form
+    /// ([`Canonical`]) must write byte for byte, so hashes stored before stay valid.
+    fn canonical_value(e: &Event) -> serde_json::Value {
+        serde_json::json!([
+            e.id,
+            e.ids,
+            e.time.timestamp_millis(),
+            e.updated.timestamp_millis(),
+            e.magnitude,
+            e.mag_type,
+            e.place,
+            e.title,
+            e.longitude,
+            e.latitude,
+            e.depth_km,
+            e.status,
+            e.event_type,
+            e.net,
+            e.code,
+            e.tsunami,
+            e.sig,
+            e.felt,
+            e.alert,
+            e.url,
+            e.source.as_str(),
+            e.properties.as_deref().map(canonical_properties),
+        ])
+    }
 
     const FEATURE: &str = r#"{"type":"Feature","properties":{"mag":4.5,"place":"x","time":1626790980123,"updated":1626791000000,"ids":",us1,ci2,","sources":",us,ci,","types":",origin,dyfi,","dmin":1.5,"nst":20,"detail":"https://a/1","status":"reviewed"},"geometry":{"type":"Point","coordinates":[1,2,3]},"id":"us1"}"#;
 

@@ -1,9 +1,7 @@
 //! Composition: configuration in, store + source + engine out.
 
-use std::sync::Arc;
-
 use quake_store::Store;
-use sync_engine::{Engine, Source};
+use sync_engine::Engine;
 
 use crate::config::Config;
 
@@ -26,15 +24,6 @@ pub async fn store(config: &Config, migrate: bool) -> Result<Store, String> {
 pub async fn engine(config: &Config, migrate: bool) -> Result<Engine, String> {
     let http = config.sync.http_options();
     let source = config.source.source(http).map_err(|e| e.to_string())?;
-    engine_with_source(config, migrate, source).await
-}
-
-/// The engine over a given source (`backfill` gives its own FDSN client).
-pub async fn engine_with_source(
-    config: &Config,
-    migrate: bool,
-    source: Arc<dyn Source>,
-) -> Result<Engine, String> {
     let store = store(config, migrate).await?;
     let engine = Engine::new(store, source, config.sync.engine_config(&config.source));
     (engine.load_status().await).map_err(|e| format!("cannot read the sync state: {e}"))?;

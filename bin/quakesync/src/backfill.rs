@@ -1,18 +1,16 @@
 //! `quakesync backfill --start T [--end T]` (SPEC section 5): composition only.
 //!
 //! The work is the engine's ([`sync_engine::Engine::backfill`]), and so is the progress
-//! display ([`sync_engine::progress::terminal_or_log_lines`]); this module builds the FDSN
-//! client, turns SIGINT/SIGTERM into a clean stop after the page being applied, prints the
+//! display ([`sync_engine::progress::terminal_or_log_lines`]); this module builds the engine
+//! (whose source is the configured FDSN service), turns SIGINT/SIGTERM into a clean stop after the page being applied, prints the
 //! summary line and maps the outcome to the exit code of `sync`: 0 succeeded, 1 failed
 //! (interrupted included: run it again to resume), 75 skipped because a sync or another
 //! backfill holds the lock, 2 for a range that is empty.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quake_api::FdsnClient;
-use sync_engine::{BackfillError, BackfillOptions, Engine, FdsnSource, SourceKind};
+use sync_engine::{BackfillError, BackfillOptions, Engine, SourceKind};
 
 use crate::app;
 use crate::cli::BackfillArgs;
@@ -24,13 +22,7 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
             "backfill needs an FDSN event service (source.kind = \"fdsn\"): summary feeds have no history and EMSC has no count method",
         );
     }
-    let client = match FdsnClient::new(config.source.url(), config.sync.http_options()) {
-        Ok(c) => c,
-        Err(e) => return crate::fail(&e.to_string()),
-    };
-    // The engine's source is this client: one HTTP client for the counts and the pages.
-    let source = Arc::new(FdsnSource(client.clone()));
-    let engine = match app::engine_with_source(config, migrate, source).await {
+    let engine = match app::engine(config, migrate).await {
         Ok(e) => e,
         Err(e) => return crate::fail(&e),
     };
@@ -41,7 +33,7 @@ pub async fn run(config: &Config, args: &BackfillArgs, migrate: bool) -> ExitCod
     };
     let stop_on_signal = tokio::spawn(stop_on_signal(engine.clone()));
     let (progress, bar) = sync_engine::progress::terminal_or_log_lines();
-    let outcome = engine.backfill(&client, &opts, Some(progress)).await;
+    let outcome = engine.backfill(&opts, Some(progress)).await;
     stop_on_signal.abort();
     if let Some(bar) = bar {
         bar.finish_and_clear();

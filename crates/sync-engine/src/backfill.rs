@@ -40,54 +40,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use quake_api::{ApiError, CountResponse, FdsnClient, FdsnQuery, Keyset, Page, USGS_MAX_LIMIT};
+use quake_api::{ApiError, Keyset, USGS_MAX_LIMIT};
 use quake_store::backfill::{self as progress_table, BackfillKey, BackfillWindow, WindowDone};
 use quake_store::{RunCounts, StoreError, Ts};
 
 use crate::engine::{Engine, EngineError, RunError, SyncOutcome, Trigger};
 use crate::pipeline::{Ahead, Feed, Fetched};
-use crate::source::BoxFuture;
+use crate::source::{PageRequest, Source};
 
 /// The pause between two upstream requests unless configured: a backfill is a bulk job
 /// against a free public service, so it keeps under four requests a second even when
 /// windows are empty or pages are small; with USGS's usual 0.3–2 s per request this adds
 /// little to a large backfill.
 pub const DEFAULT_PAUSE: Duration = Duration::from_millis(250);
-
-/// What a backfill needs of an FDSN event service: `count` and `query`. Implemented for
-/// quake-api's [`FdsnClient`]; an embedder can implement it for anything else.
-pub trait BackfillSource: Send + Sync {
-    /// The service URL, without secrets (for logs).
-    fn url(&self) -> &str;
-    /// The `count` method for `q`.
-    fn count<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<CountResponse, ApiError>>;
-    /// The `query` method for `q`.
-    fn query<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<Page, ApiError>>;
-}
-
-impl<T: BackfillSource + ?Sized> BackfillSource for Arc<T> {
-    fn url(&self) -> &str {
-        T::url(self)
-    }
-    fn count<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<CountResponse, ApiError>> {
-        T::count(self, q)
-    }
-    fn query<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<Page, ApiError>> {
-        T::query(self, q)
-    }
-}
-
-impl BackfillSource for FdsnClient {
-    fn url(&self) -> &str {
-        FdsnClient::url(self)
-    }
-    fn count<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<CountResponse, ApiError>> {
-        Box::pin(FdsnClient::count(self, q))
-    }
-    fn query<'a>(&'a self, q: &'a FdsnQuery) -> BoxFuture<'a, Result<Page, ApiError>> {
-        Box::pin(FdsnClient::query(self, q))
-    }
-}
 
 /// What to backfill, and how.
 #[derive(Debug, Clone)]
@@ -207,6 +172,10 @@ impl BackfillOutcome {
 pub enum BackfillError {
     #[error("invalid backfill range: {0}")]
     InvalidRange(String),
+    /// The engine's source cannot be backfilled from (a summary feed, or a service that
+    /// cannot count).
+    #[error("cannot backfill: {0}")]
+    Unsupported(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -274,7 +243,7 @@ impl Pacer {
 /// The state of one backfill run.
 struct Job<'a> {
     engine: &'a Engine,
-    source: Arc<dyn BackfillSource>,
+    source: Arc<dyn Source>,
     opts: &'a BackfillOptions,
     progress: Option<ProgressFn>,
     run_id: i64,
@@ -294,15 +263,14 @@ struct Job<'a> {
 }
 
 impl Engine {
-    /// Backfills a range from `source` as one run of this engine (trigger `cli`): takes
+    /// Backfills a range from this engine's [`Source`] as one run (trigger `cli`): takes
     /// the guard (skipped at once when a sync or backfill holds it), plans or loads the
     /// windows, pages the windows not yet done, and finishes the run row. `progress`, when
     /// given, sees each step. The sync cursor is never moved. The next page is fetched and
-    /// parsed while the current one is written (one page ahead at most), so `source` is
-    /// cloned into a task of its own (an `Arc<dyn BackfillSource>` is a source too).
-    pub async fn backfill<S: BackfillSource + Clone + 'static>(
+    /// parsed while the current one is written (one page ahead at most). The source must
+    /// page and count ([`Source::count`] answering `Some`): an FDSN event service.
+    pub async fn backfill(
         &self,
-        source: &S,
         opts: &BackfillOptions,
         progress: Option<ProgressFn>,
     ) -> Result<BackfillOutcome, BackfillError> {
@@ -312,6 +280,14 @@ impl Engine {
             return Err(BackfillError::InvalidRange(format!(
                 "the end ({end}) must be at least one second after the start ({})",
                 opts.start
+            )));
+        }
+        let source = self.inner.source.clone();
+        if !source.is_paged() {
+            return Err(BackfillError::Unsupported(format!(
+                "the source {} ({}) returns everything in one answer: it has no history to backfill",
+                source.url(),
+                source.kind()
             )));
         }
         let p = match self.prepare(Trigger::Cli).await? {
@@ -331,7 +307,7 @@ impl Engine {
         let url = source.url().to_string();
         let mut job = Job {
             engine: self,
-            source: Arc::new(source.clone()),
+            source,
             opts,
             progress,
             run_id: p.run.id,
@@ -395,13 +371,14 @@ impl Job<'_> {
             .map_err(|e| e.to_string())
     }
 
-    fn base_query(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> FdsnQuery {
-        FdsnQuery {
+    /// What a window `[a, b)` is counted with (the source adds `includedeleted`).
+    fn window_request(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> PageRequest {
+        PageRequest {
             starttime: Some(a),
             endtime: Some(b),
-            minmagnitude: self.min_magnitude,
-            includedeleted: true,
-            ..FdsnQuery::default()
+            updatedafter: None,
+            min_magnitude: self.min_magnitude,
+            limit: self.page_limit(),
         }
     }
 
@@ -581,9 +558,16 @@ impl Job<'_> {
             self.count_requests += 1;
             let answer = self
                 .engine
-                .observe(self.source.count(&self.base_query(a, b)).await);
+                .observe(self.source.count(&self.window_request(a, b)).await);
             let count = match answer {
-                Ok(c) => {
+                Ok(None) => {
+                    return Err(format!(
+                        "the source {} ({}) cannot count events: a backfill plans its windows by count (an FDSN event service)",
+                        self.source.url(),
+                        self.source.kind()
+                    ));
+                }
+                Ok(Some(c)) => {
                     if let Some(m) = c.max_allowed {
                         self.cap = self.cap.min(m.max(1));
                     }
@@ -674,7 +658,7 @@ enum WindowStep {
 /// keyset, one page ahead of the writer (across windows too).
 struct WindowFetch {
     engine: Engine,
-    source: Arc<dyn BackfillSource>,
+    source: Arc<dyn Source>,
     key: BackfillKey,
     todo: VecDeque<BackfillWindow>,
     limit: u32,
@@ -729,16 +713,15 @@ impl WindowFetch {
                 }
             };
             self.pacer.wait(&self.engine).await;
-            let mut q = FdsnQuery {
-                starttime: Some(a),
-                endtime: Some(b),
-                minmagnitude: self.min_magnitude,
-                includedeleted: true,
-                ..FdsnQuery::default()
+            let req = PageRequest {
+                starttime: ask.starttime,
+                endtime: ask.endtime,
+                updatedafter: None,
+                min_magnitude: self.min_magnitude,
+                limit: ask.limit,
             };
-            ask.apply(&mut q);
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let page = match self.engine.observe(self.source.query(&q).await) {
+            let page = match self.engine.observe(self.source.fetch_page(&req).await) {
                 Ok(p) => p,
                 Err(e) if exceeds_search_limit(&e) => {
                     let Some(mid) = midpoint(a, b) else {

@@ -514,7 +514,7 @@ impl Engine {
         let counted = if paged {
             let req = request(Some(start_time), None, batch);
             tokio::select! {
-                c = source.count(&req) => self.observe_count(c).unwrap_or_else(|e| {
+                c = source.count(&req) => self.observe_count(c.map(|c| c.map(|c| c.count))).unwrap_or_else(|e| {
                     log::warn!("The upstream's count failed ({e}): the page ceiling is sync.max_pages = {}", cfg.max_pages);
                     None
                 }),

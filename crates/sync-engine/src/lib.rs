@@ -16,8 +16,7 @@ pub mod status;
 pub mod upstream;
 
 pub use backfill::{
-    BackfillError, BackfillEvent, BackfillOptions, BackfillOutcome, BackfillSource, PlanSummary,
-    ProgressFn,
+    BackfillError, BackfillEvent, BackfillOptions, BackfillOutcome, PlanSummary, ProgressFn,
 };
 pub use config::{
     DEFAULT_LIVE_INTERVAL, LiveSettings, LiveUrl, MIN_LIVE_INTERVAL_SECS, SourceSettings,

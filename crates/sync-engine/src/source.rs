@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use quake_api::{ApiError, EmscClient, FdsnClient, FdsnQuery, FeedClient, HttpOptions, Page};
+use quake_api::{
+    ApiError, CountResponse, EmscClient, FdsnClient, FdsnQuery, FeedClient, HttpOptions, Page,
+};
 use serde::{Deserialize, Serialize};
 
 /// A boxed future, so `Source` stays object-safe.
@@ -44,10 +46,15 @@ pub trait Source: Send + Sync {
     }
     /// Fetches one page.
     fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>>;
-    /// How many events match `req`'s filters now (its `limit` aside), when the upstream
-    /// can say (FDSN `count`): a run stops after three times the pages that count needs
-    /// (plus ten) instead of at `sync.max_pages`. `None`: it cannot say.
-    fn count<'a>(&'a self, _req: &'a PageRequest) -> BoxFuture<'a, Result<Option<u64>, ApiError>> {
+    /// How many events match `req`'s filters now (its `limit` aside), and the most one
+    /// query may return, when the upstream can say (FDSN `count`, `maxAllowed`). A sync
+    /// stops after three times the pages that count needs (plus ten) instead of at
+    /// `sync.max_pages`; a backfill plans its windows by it (and cannot run without it).
+    /// `None`: it cannot say.
+    fn count<'a>(
+        &'a self,
+        _req: &'a PageRequest,
+    ) -> BoxFuture<'a, Result<Option<CountResponse>, ApiError>> {
         Box::pin(async { Ok(None) })
     }
 }
@@ -115,13 +122,16 @@ impl Source for FdsnSource {
     fn fetch_page<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Page, ApiError>> {
         Box::pin(async move { self.0.query(&fdsn_query(req)).await })
     }
-    fn count<'a>(&'a self, req: &'a PageRequest) -> BoxFuture<'a, Result<Option<u64>, ApiError>> {
+    fn count<'a>(
+        &'a self,
+        req: &'a PageRequest,
+    ) -> BoxFuture<'a, Result<Option<CountResponse>, ApiError>> {
         let q = FdsnQuery {
             orderby: None,
             limit: None,
             ..fdsn_query(req)
         };
-        Box::pin(async move { Ok(Some(self.0.count(&q).await?.count)) })
+        Box::pin(async move { Ok(Some(self.0.count(&q).await?)) })
     }
 }
 

@@ -177,10 +177,7 @@ both_backends!(
         }
         let (start, end) = range();
 
-        let o = engine
-            .backfill(&client, &opts(start, end), None)
-            .await
-            .unwrap();
+        let o = engine.backfill(&opts(start, end), None).await.unwrap();
         let run = succeeded(&o);
         assert_eq!(run.trigger, "cli");
         assert_eq!(counts(&run), (4711, 4711, 0, 0, 0, 0, 0), "{run:?}");
@@ -241,10 +238,7 @@ both_backends!(
 
         // The same range again: everything is done, nothing is asked or written.
         let before = seen.len();
-        let again = engine
-            .backfill(&client, &opts(start, end), None)
-            .await
-            .unwrap();
+        let again = engine.backfill(&opts(start, end), None).await.unwrap();
         let run2 = succeeded(&again);
         assert_eq!(counts(&run2), (0, 0, 0, 0, 0, 0, 0));
         assert!(again.plan.resumed);
@@ -253,7 +247,7 @@ both_backends!(
 
         // A wider range (a new backfill) fetches every event again and writes nothing.
         let wider = engine
-            .backfill(&client, &opts(t("2018-06-06T00:00:00Z"), end), None)
+            .backfill(&opts(t("2018-06-06T00:00:00Z"), end), None)
             .await
             .unwrap();
         let run3 = succeeded(&wider);
@@ -286,7 +280,7 @@ both_backends!(
             })
         };
         let first = engine
-            .backfill(&client, &opts(start, end), Some(progress))
+            .backfill(&opts(start, end), Some(progress))
             .await
             .unwrap();
         let SyncOutcome::Failed(run1) = &first.outcome else {
@@ -319,10 +313,7 @@ both_backends!(
         // Run it again with the same range: only the windows not done are asked for.
         mock.fail_after(None);
         let before = seen_requests(&server).await.len();
-        let second = engine
-            .backfill(&client, &opts(start, end), None)
-            .await
-            .unwrap();
+        let second = engine.backfill(&opts(start, end), None).await.unwrap();
         let run2 = succeeded(&second);
         assert!(second.plan.resumed);
         assert_eq!(second.plan.windows_done as usize, done_first.len());
@@ -378,10 +369,7 @@ async fn count_answering_400_over_the_cap_splits_too() {
     let client = client(&server);
     let engine = engine(store.clone(), &client, 250);
     let (start, end) = range();
-    let o = engine
-        .backfill(&client, &opts(start, end), None)
-        .await
-        .unwrap();
+    let o = engine.backfill(&opts(start, end), None).await.unwrap();
     let run = succeeded(&o);
     assert_eq!(counts(&run), (4711, 4711, 0, 0, 0, 0, 0));
     assert_is_fixture(&catalogue(&store).await, &features);
@@ -444,7 +432,7 @@ async fn a_page_refused_as_too_large_splits_its_window() {
         })
     };
     let o = engine
-        .backfill(&client, &opts(start, end), Some(progress))
+        .backfill(&opts(start, end), Some(progress))
         .await
         .unwrap();
     let run = succeeded(&o);
@@ -472,10 +460,7 @@ async fn a_backfill_while_a_sync_runs_is_skipped() {
         panic!("the sync should start");
     };
     let (start, end) = range();
-    let o = engine
-        .backfill(&client, &opts(start, end), None)
-        .await
-        .unwrap();
+    let o = engine.backfill(&opts(start, end), None).await.unwrap();
     assert_skipped_for(&o, run_id);
     page1.open();
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
@@ -502,10 +487,58 @@ async fn an_empty_or_inverted_range_is_refused() {
     let engine = engine(store.clone(), &client, 100);
     let (start, _) = range();
     let err = engine
-        .backfill(&client, &opts(start, start), None)
+        .backfill(&opts(start, start), None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("range"), "{err}");
+    assert!(seen_requests(&server).await.is_empty());
+}
+
+/// A backfill reads the engine's own source: one that returns everything in one answer
+/// (a summary feed) is refused before a run row is written; one that pages but cannot count
+/// (EMSC's service) fails its run with the reason, having written no event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_without_history_or_count_cannot_be_backfilled() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let server = wiremock::MockServer::start().await;
+    let url = format!("{}/feed.geojson", server.uri());
+    let feed = Engine::new(
+        store.clone(),
+        Arc::new(sync_engine::FeedSource(
+            quake_api::FeedClient::new(&url, http_opts()).unwrap(),
+        )),
+        EngineConfig::default(),
+    );
+    let (start, end) = range();
+    let err = feed.backfill(&opts(start, end), None).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no history to backfill") && err.to_string().contains(&url),
+        "{err}"
+    );
+    let mut conn = store.conn().await.unwrap();
+    assert!(
+        runs::latest_runs(&mut conn.db(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let emsc = Engine::new(
+        store.clone(),
+        Arc::new(sync_engine::EmscSource(
+            quake_api::EmscClient::new(&fdsn_url(&server), http_opts()).unwrap(),
+        )),
+        EngineConfig::default(),
+    );
+    let o = emsc.backfill(&opts(start, end), None).await.unwrap();
+    let SyncOutcome::Failed(run) = o.outcome else {
+        panic!("{:?}", o.outcome)
+    };
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("cannot count events"), "{error}");
+    assert!(catalogue(&store).await.is_empty());
+    // Nothing was asked of either upstream.
     assert!(seen_requests(&server).await.is_empty());
 }
 
@@ -528,18 +561,12 @@ async fn a_backfill_while_another_process_syncs_is_skipped_on_postgres() {
         panic!("the sync should start");
     };
     let (start, end) = range();
-    let o = backfilling
-        .backfill(&client, &opts(start, end), None)
-        .await
-        .unwrap();
+    let o = backfilling.backfill(&opts(start, end), None).await.unwrap();
     assert_skipped_for(&o, run_id);
     page1.open();
     assert!(matches!(handle.await.unwrap(), SyncOutcome::Succeeded(_)));
     // Once the sync is over, the backfill runs.
-    let o = backfilling
-        .backfill(&client, &opts(start, end), None)
-        .await
-        .unwrap();
+    let o = backfilling.backfill(&opts(start, end), None).await.unwrap();
     let run = succeeded(&o);
     assert_eq!(counts(&run), (4711, 0, 0, 4711, 0, 0, 0), "{run:?}");
 }
@@ -559,8 +586,8 @@ async fn a_backfill_that_loses_its_lock_writes_nothing_more() {
     let engine = engine(store.clone(), &client, 100);
     let (start, end) = range();
     let task = tokio::spawn({
-        let (engine, client) = (engine.clone(), client.clone());
-        async move { engine.backfill(&client, &opts(start, end), None).await }
+        let engine = engine.clone();
+        async move { engine.backfill(&opts(start, end), None).await }
     });
     // The lock's session is killed while page 2 is held upstream.
     page2.arrived().await;
@@ -586,10 +613,7 @@ async fn a_backfill_that_loses_its_lock_writes_nothing_more() {
         written < 4711 && written as i64 == run.inserted,
         "{written} rows, {run:?}"
     );
-    let again = engine
-        .backfill(&client, &opts(start, end), None)
-        .await
-        .unwrap();
+    let again = engine.backfill(&opts(start, end), None).await.unwrap();
     succeeded(&again);
     assert_is_fixture(&catalogue(&store).await, &fixture());
 }

@@ -239,14 +239,13 @@ async fn a_backfill_window_that_moves_between_pages_loses_nothing() {
     let mock = FdsnMock::new(before.clone());
     let page2 = mock.hold_query(2);
     let server = fdsn_server(mock.clone()).await;
-    let client = FdsnClient::new(&fdsn_url(&server), http_opts()).unwrap();
     let engine = engine(store.clone(), &fdsn_url(&server), batch(20));
     let mut opts =
         BackfillOptions::new(start_2021(), Some("2021-08-01T00:00:00Z".parse().unwrap()));
     opts.pause = std::time::Duration::ZERO;
     let task = tokio::spawn({
-        let (engine, client) = (engine.clone(), client.clone());
-        async move { engine.backfill(&client, &opts, None).await }
+        let engine = engine.clone();
+        async move { engine.backfill(&opts, None).await }
     });
     page2.arrived().await;
     let mut after = before.clone();
@@ -480,14 +479,13 @@ async fn a_backfill_against_a_static_answer_ends_at_once() {
     let store = db.store().await;
     let server = static_upstream(fixture_bytes(USGS_3098)).await;
     mount_count(&server, 3098).await;
-    let client = FdsnClient::new(&fdsn_url(&server), http_opts()).unwrap();
     let engine = engine(store.clone(), &fdsn_url(&server), batch(500));
     let mut opts = BackfillOptions::new(
         "2021-07-13T00:00:00Z".parse().unwrap(),
         Some("2021-07-21T00:00:00Z".parse().unwrap()),
     );
     opts.pause = std::time::Duration::ZERO;
-    let o = engine.backfill(&client, &opts, None).await.unwrap();
+    let o = engine.backfill(&opts, None).await.unwrap();
     let run = failed(o.outcome);
     let err = run.error.clone().unwrap();
     assert!(

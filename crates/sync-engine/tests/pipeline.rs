@@ -306,7 +306,6 @@ async fn a_backfill_fetches_ahead_and_keeps_what_committed() {
     let page2 = mock.hold_query(2);
     let server = fdsn_server(mock.clone()).await;
     let store = db.store().await;
-    let client = FdsnClient::new(&fdsn_url(&server), http_opts()).unwrap();
     let engine = engine(store.clone(), &server);
     let opts = BackfillOptions {
         pause: Duration::ZERO,
@@ -316,8 +315,8 @@ async fn a_backfill_fetches_ahead_and_keeps_what_committed() {
         )
     };
     let task = tokio::spawn({
-        let (engine, client, opts) = (engine.clone(), client.clone(), opts.clone());
-        async move { engine.backfill(&client, &opts, None).await.unwrap() }
+        let (engine, opts) = (engine.clone(), opts.clone());
+        async move { engine.backfill(&opts, None).await.unwrap() }
     });
     arrives(&page1).await; // planned: the run row and the plan exist
     let held = HeldWrites::take(&db.url).await;
@@ -365,7 +364,7 @@ async fn a_backfill_fetches_ahead_and_keeps_what_committed() {
     );
 
     mock.fail_after(None);
-    let again = engine.backfill(&client, &opts, None).await.unwrap();
+    let again = engine.backfill(&opts, None).await.unwrap();
     assert!(
         matches!(again.outcome, SyncOutcome::Succeeded(_)),
         "{again:?}"

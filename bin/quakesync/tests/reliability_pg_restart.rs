@@ -202,12 +202,11 @@ async fn postgres_restarted_mid_sync_fails_the_run_and_the_pool_recovers() {
         "no page written after the lock was lost: {last}"
     );
     let conn_store = store(&url).await;
-    let mut conn = conn_store.conn().await.unwrap();
-    let cursor_after = quake_store::runs::get_state(&mut conn.db(), "usgs")
+    let cursor_after = conn_store
+        .sync_state("usgs")
         .await
         .unwrap()
         .and_then(|s| s.cursor);
-    drop(conn);
     drop(conn_store);
     if other_code == Some(75) {
         assert_eq!(cursor_after, None, "the lost run did not move the cursor");

@@ -10,7 +10,6 @@ mod common;
 mod support;
 
 use common::{Catalogue, FdsnMock, fdsn_server};
-use quake_store::runs;
 use quake_store::testing::TestDb;
 use serde_json::Value;
 use support::{Serve, TOKEN, all_runs, http, quakesync_from_epoch, store};
@@ -67,13 +66,10 @@ async fn sigterm_during_a_sync_exits_0_with_the_run_finished() {
     assert_eq!((run.pages, run.fetched), (1, 3), "{run:?}");
 
     let store = store(&db.url).await;
-    let mut conn = store.conn().await.unwrap();
-    let counts = quake_store::read::catalogue_counts(&mut conn.db())
-        .await
-        .unwrap();
+    let counts = store.catalogue_counts().await.unwrap();
     assert_eq!(counts.total(), 3);
     // An interrupted run keeps the old cursor (none).
-    let state = runs::get_state(&mut conn.db(), "usgs").await.unwrap();
+    let state = store.sync_state("usgs").await.unwrap();
     assert_eq!(state.and_then(|s| s.cursor), None);
     let _ = std::fs::remove_file(&serve.log);
 }

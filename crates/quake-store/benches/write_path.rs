@@ -18,8 +18,8 @@ use chrono::DateTime;
 use diesel_async::SimpleAsyncConnection;
 use futures_util::pin_mut;
 use quake_store::testing::TestDb;
-use quake_store::write::{WriteMode, apply_page_with};
 use quake_store::{EventRecord, Store, Ts};
+use quake_store::{PageWrite, WriteMode};
 use sync_engine::policy::decide;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
@@ -88,9 +88,9 @@ async fn truncate(store: &Store) {
 
 async fn apply(store: &Store, recs: &[EventRecord], mode: WriteMode) -> Duration {
     truncate(store).await;
-    let mut conn = store.conn().await.unwrap();
     let start = Instant::now();
-    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode, decide)
+    let res = store
+        .apply_page(PageWrite::new(recs).mode(mode), decide)
         .await
         .unwrap();
     let took = start.elapsed();
@@ -252,9 +252,8 @@ fn main() {
             truncate(&store).await;
             let recs = records(100_000);
             for (i, page) in recs.chunks(10_000).enumerate() {
-                let mut conn = store.conn().await.unwrap();
                 let start = Instant::now();
-                apply_page_with(&mut conn.db(), None, page, &[], WriteMode::Auto, decide).await.unwrap();
+                store.apply_page(PageWrite::new(page), decide).await.unwrap();
                 println!("fill page {i}: {:.0} rows/s", page.len() as f64 / start.elapsed().as_secs_f64());
             }
             return;

@@ -15,10 +15,8 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::Serialize;
 
 use crate::dispatch;
-use crate::models::{EventRecord, NewRejected};
 use crate::pool::DbConn;
 use crate::types::Ts;
-use crate::write::{self, PageResult};
 
 diesel::table! {
     use diesel::sql_types::*;
@@ -91,7 +89,7 @@ impl BackfillWindow {
     }
 }
 
-/// Marks a window done: what [`apply_window_page`] writes with the window's last page.
+/// Marks a window done: what [`PageWrite::window_done`](crate::PageWrite::window_done) writes with the window's last page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowDone {
     pub key: BackfillKey,
@@ -180,28 +178,6 @@ pub async fn mark_done(conn: &mut DbConn<'_>, done: &WindowDone) -> QueryResult<
         ))
         .execute(c)
         .await)
-}
-
-/// Applies a window's last page exactly as [`write::apply_page`] does and marks the window
-/// `done` in the same transaction. (Its other pages go through [`write::apply_page`].)
-pub async fn apply_window_page(
-    conn: &mut DbConn<'_>,
-    run_id: Option<i64>,
-    records: &[EventRecord],
-    rejected: &[NewRejected],
-    d: &WindowDone,
-    decide: write::Decide,
-) -> QueryResult<PageResult> {
-    let backend = conn.backend();
-    let result: QueryResult<PageResult> = dispatch!(conn, c => c.transaction(async |tx| {
-        let mut db = DbConn::from(tx);
-        // Inside this transaction, apply_page's own transaction is a savepoint.
-        let result = write::apply_page(&mut db, run_id, records, rejected, decide).await?;
-        mark_done(&mut db, d).await?;
-        Ok(result)
-    }).await);
-    crate::changes::committed(backend);
-    result
 }
 
 /// The ends of the stored backfills that start at `range_start` with `filter` and still

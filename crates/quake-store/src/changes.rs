@@ -26,10 +26,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::decision::{Decision, Write};
 use crate::dispatch;
 use crate::models::{Earthquake, EventRecord};
 use crate::pool::{Backend, DbConn, Store};
-use crate::record::{Decision, Write};
 use crate::schema::{earthquakes, event_changes};
 use crate::types::Ts;
 
@@ -252,7 +252,7 @@ pub async fn read_changes(
 pub struct Horizon {
     /// The highest seq committed (or pruned): a new client starts after it.
     pub head: i64,
-    /// The highest seq removed by [`prune_changes`]: a client resuming from an older id
+    /// The highest seq removed by [`Store::prune_changes`](crate::Store::prune_changes): a client resuming from an older id
     /// has missed changes that can no longer be replayed.
     pub pruned_through: i64,
 }
@@ -339,7 +339,7 @@ pub async fn prune_changes(conn: &mut DbConn<'_>, before: Ts) -> QueryResult<usi
 impl Store {
     /// A subscription to the highest committed change seq (0 until the first is seen): it
     /// changes after every commit that wrote changes, in this process or, on PostgreSQL,
-    /// any other. Read the rows with [`read_changes`] after waking. The first call starts
+    /// any other. Read the rows with [`Store::read_changes`](crate::Store::read_changes) after waking. The first call starts
     /// one background task per store (call it inside a tokio runtime); the task ends when
     /// the store is dropped (not when the last subscription is: a later call subscribes to
     /// the same running task).

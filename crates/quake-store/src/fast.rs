@@ -23,12 +23,10 @@ use diesel::sql_types::{Array, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::changes::{NewChange, changes_of};
+use crate::decision::{Decide, Decision, Outcome, StoredRows, Write};
 use crate::models::EventRecord;
 use crate::pool::DbConn;
-use crate::record::{
-    Decide, Decision, Outcome, StoredRows, Write, apply_one, decision_or_outcome, is_record_error,
-    remember, settle,
-};
+use crate::record::{apply_one, decision_or_outcome, is_record_error, remember, settle};
 use crate::types::Ts;
 
 /// Chunks this small go record by record.

@@ -2,7 +2,7 @@
 //! function each pooled connection registers ([`crate::pool`]), the tests compare with it.
 
 /// The great-circle distance in degrees between two points (haversine, stable for small
-/// distances). SQLite runs this very function ([`SQLITE_DISTANCE_FN`]); PostgreSQL the same
+/// distances). SQLite runs this very function (`SQLITE_DISTANCE_FN`); PostgreSQL the same
 /// formula in SQL.
 pub fn great_circle_deg(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let (p1, p2) = (lat1.to_radians(), lat2.to_radians());

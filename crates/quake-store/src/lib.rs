@@ -1,33 +1,41 @@
 #![doc = include_str!("../README.md")]
 
-pub mod backfill;
-pub mod changes;
+mod backfill;
+mod changes;
 mod config;
+mod decision;
 mod error;
 mod fast;
 mod geo;
-pub mod live;
-pub mod lock;
+mod live;
+mod lock;
 mod migrate;
 mod models;
 mod pool;
-pub mod query;
-pub mod read;
+mod query;
+mod read;
 mod record;
-pub mod runs;
-pub mod schema;
+mod runs;
+mod schema;
+mod store;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod tls;
 mod types;
-pub mod write;
+mod write;
 
-pub use changes::{Change, ChangeKind, Horizon};
+pub use backfill::{BackfillKey, BackfillWindow, WindowDone};
+pub use changes::{CHANGES_CHANNEL, Change, ChangeKind, Horizon, LISTEN_APPLICATION_NAME};
 pub use config::{DatabaseSettings, DatabaseUrl};
-pub use diesel::result as diesel_error;
+pub use decision::{Decide, Decision, Outcome, StoredRows, Write};
 pub use error::{Result, StoreError};
-pub use lock::{ClusterLock, LockCheck, LockHolder, LockScope};
-pub use migrate::{MIGRATION_LOCK_KEY, PG_MIGRATIONS, SQLITE_MIGRATIONS};
+pub use geo::great_circle_deg;
+pub use live::{LiveBatch, LiveLaneRow};
+pub use lock::{
+    ClusterLock, LIVE_LOCK_KEY, LockCheck, LockHolder, LockScope, PAGE_LOCK_KEY, SYNC_LOCK_KEY,
+    sqlite_lock_path,
+};
+pub use migrate::MIGRATION_LOCK_KEY;
 pub use models::{
     Earthquake, EventRecord, NewRejected, RejectedRecord, RunCounts, StoredVersion, SyncRun,
     SyncState,
@@ -36,7 +44,11 @@ pub use pool::{
     Backend, DEFAULT_DATABASE_URL, DEFAULT_POOL_SIZE, DbConn, PoolState, PooledConn, SqliteConn,
     Store, StoreOptions, sqlite_path,
 };
+pub use query::{
+    After, EventQuery, IncludeDeleted, KEYSET_SKIP, MAX_LIMIT, MarkedPage, OrderBy, PageMarks,
+    Position, Radius, ReviewStatus, is_plain_word,
+};
 pub use read::CatalogueCounts;
 pub use tls::SslMode;
 pub use types::Ts;
-pub use write::{Outcome, PageResult, WriteMode};
+pub use write::{PageResult, PageWrite, WriteMode};

@@ -9,10 +9,9 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 
 use crate::dispatch;
-use crate::models::{EventRecord, NewRejected, RunCounts};
+use crate::models::RunCounts;
 use crate::pool::DbConn;
 use crate::types::Ts;
-use crate::write::{self, PageResult};
 
 diesel::table! {
     use diesel::sql_types::*;
@@ -132,21 +131,6 @@ pub async fn add_batch(conn: &mut DbConn<'_>, b: &LiveBatch<'_>, k: &RunCounts) 
             .await)?;
     }
     Ok(())
-}
-
-/// Applies a live batch exactly as [`write::apply_page`] does (no run: its rejected records
-/// get no run id) and, when it wrote something (a record inserted, updated, deleted,
-/// merged or rejected), adds it to its source's `live_lane` row, in one transaction that
-/// first takes the page-write lock ([`crate::lock::page_write_lock`]).
-pub async fn apply_live_page(
-    conn: &mut DbConn<'_>,
-    records: &[EventRecord],
-    rejected: &[NewRejected],
-    batch: &LiveBatch<'_>,
-    decide: write::Decide,
-) -> QueryResult<PageResult> {
-    let also = crate::lock::Also::LiveBatch(batch);
-    crate::lock::apply_locked(conn, None, records, rejected, also, decide).await
 }
 
 /// Every live source's row.

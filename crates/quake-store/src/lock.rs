@@ -34,7 +34,7 @@ pub const SYNC_LOCK_KEY: i64 = 0x7175_616b_7379_6e63;
 pub const LIVE_LOCK_KEY: i64 = 0x7175_616b_6c69_7665;
 /// Transaction-scoped advisory lock key of page writes ("quakpage"): every page
 /// transaction of a sync, a backfill or the live lane takes it first
-/// ([`page_write_lock`]), so no two pages are ever applied at once, in any process.
+/// (`page_write_lock`), so no two pages are ever applied at once, in any process.
 pub const PAGE_LOCK_KEY: i64 = 0x7175_616b_7061_6765;
 
 /// Set on a lock's dedicated connection: how soon the server drops the session (and the
@@ -311,68 +311,4 @@ pub async fn page_write_lock(conn: &mut DbConn<'_>) -> diesel::QueryResult<()> {
         }
     }
     Ok(())
-}
-
-/// Applies one page of a run as [`crate::write::apply_page`] does (with `done`, as
-/// [`crate::backfill::apply_window_page`] does, marking its window done), inside a
-/// transaction that first takes the page-write lock ([`page_write_lock`]): what the
-/// engine's sync and backfill loops commit through, so their pages and the live lane's
-/// never overlap.
-pub async fn apply_page_locked(
-    conn: &mut DbConn<'_>,
-    run_id: Option<i64>,
-    records: &[crate::EventRecord],
-    rejected: &[crate::NewRejected],
-    done: Option<&crate::backfill::WindowDone>,
-    decide: crate::write::Decide,
-) -> diesel::QueryResult<crate::PageResult> {
-    let also = done.map_or(Also::Nothing, Also::WindowDone);
-    apply_locked(conn, run_id, records, rejected, also, decide).await
-}
-
-/// What a page transaction writes beside the page ([`apply_locked`]).
-pub(crate) enum Also<'a> {
-    Nothing,
-    /// A backfill window done ([`crate::backfill::apply_window_page`]).
-    WindowDone(&'a crate::backfill::WindowDone),
-    /// A live batch's counts ([`crate::live::add_batch`]), when it wrote something.
-    LiveBatch(&'a crate::live::LiveBatch<'a>),
-}
-
-/// The page transaction of a run's page, a backfill's or a live batch: the page-write lock
-/// first, the page, then what goes with it; on commit, this process's event stream woken.
-pub(crate) async fn apply_locked(
-    conn: &mut DbConn<'_>,
-    run_id: Option<i64>,
-    records: &[crate::EventRecord],
-    rejected: &[crate::NewRejected],
-    also: Also<'_>,
-    decide: crate::write::Decide,
-) -> diesel::QueryResult<crate::PageResult> {
-    use diesel_async::AsyncConnection;
-    let backend = conn.backend();
-    let result: diesel::QueryResult<crate::PageResult> = crate::dispatch!(conn, c => c.transaction(async |tx| {
-        let mut db = DbConn::from(tx);
-        page_write_lock(&mut db).await?;
-        match also {
-            Also::Nothing => crate::write::apply_page(&mut db, run_id, records, rejected, decide).await,
-            Also::WindowDone(d) => {
-                crate::backfill::apply_window_page(&mut db, run_id, records, rejected, d, decide)
-                    .await
-            }
-            Also::LiveBatch(b) => {
-                // Inside this transaction, apply_page's own transaction is a savepoint.
-                let result = crate::write::apply_page(&mut db, None, records, rejected, decide).await?;
-                let k = &result.counts;
-                // A feed that brought nothing new leaves the database as it was.
-                if k.inserted + k.updated + k.deleted + k.merged + k.rejected > 0 {
-                    crate::live::add_batch(&mut db, b, k).await?;
-                }
-                Ok(result)
-            }
-        }
-    }).await);
-    // Committed now: wake this process's event stream (SQLite; PostgreSQL notifies).
-    crate::changes::committed(backend);
-    result
 }

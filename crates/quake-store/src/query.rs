@@ -148,7 +148,7 @@ impl Radius {
     }
 }
 
-pub use crate::geo::{SQLITE_DISTANCE_FN, great_circle_deg};
+pub use crate::geo::SQLITE_DISTANCE_FN;
 
 /// The row a streamed answer stopped at: the next chunk continues after it (keyset paging in
 /// the query's order, so rows written meanwhile neither repeat nor shift the rest).
@@ -212,7 +212,7 @@ pub struct EventQuery {
     /// (`minlongitude=170&maxlongitude=190`, or `-190` to `-170`), as at USGS.
     pub minlongitude: Option<f64>,
     pub maxlongitude: Option<f64>,
-    /// Any associated id; when set, the other filters are ignored (see [`query_events`]).
+    /// Any associated id; when set, the other filters are ignored (see [`Store::query_events`](crate::Store::query_events)).
     pub eventid: Option<String>,
     pub orderby: OrderBy,
     /// At most this many rows (`None`: all of them).
@@ -272,7 +272,7 @@ impl EventQuery {
     }
 
     /// The latitude/longitude box as `(min_lon, min_lat, max_lon, max_lat)` boxes (two when
-    /// it crosses the antimeridian), when it covers less than [`SMALL_BOX`] of the globe's
+    /// it crosses the antimeridian), when it covers less than `SMALL_BOX` of the globe's
     /// latitude × longitude range; `None` otherwise (or when there is no box).
     pub fn small_boxes(&self) -> Option<Vec<(f64, f64, f64, f64)>> {
         if self.minlatitude.is_none()
@@ -489,7 +489,7 @@ macro_rules! after {
     }};
 }
 
-/// From this many skipped rows on, [`query_events`] pages by keyset internally (see there).
+/// From this many skipped rows on, [`Store::query_events`](crate::Store::query_events) pages by keyset internally (see there).
 pub const KEYSET_SKIP: i64 = 1000;
 
 /// The rows an [`EventQuery`] selects, in its order, paged by `limit`/`offset`.
@@ -513,6 +513,7 @@ pub async fn query_events(
 /// a box or radius always with the point-index form. The reference the paths above are
 /// tested against.
 #[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub async fn query_events_plain_offset(
     conn: &mut DbConn<'_>,
     query: &EventQuery,
@@ -673,10 +674,10 @@ fn pg_point_boxes(query: &EventQuery) -> Vec<Vec<(f64, f64, f64, f64)>> {
 /// order at a catalogue version (migration 2026-11-30-235000: every statement that writes
 /// `earthquakes` raises `catalogue_version` in its own transaction). While the version a page
 /// is read at equals a shape's version, a page at offset `p + 1 + k` is the `k` rows after
-/// `row` skipped, read by keyset from `row` ([`query_events_marked`]): a reader paging through
+/// `row` skipped, read by keyset from `row` ([`Store::query_events_marked`](crate::Store::query_events_marked)): a reader paging through
 /// a catalogue (offset 1, 1001, 2001 …) or a page asked again costs its own rows, not the
 /// rows before it. Any write moves the version, and marks of an older version are never used.
-/// Bounded: [`MARKED_SHAPES`] shapes (the least recently used goes), [`MARKS_PER_SHAPE`]
+/// Bounded: `MARKED_SHAPES` shapes (the least recently used goes), `MARKS_PER_SHAPE`
 /// marks each (the shallowest goes).
 #[derive(Debug, Default)]
 pub struct PageMarks {
@@ -794,7 +795,7 @@ pub struct Position {
     pub version: i64,
 }
 
-/// Rows of [`query_events_marked`] and the catalogue version they were read at (PostgreSQL;
+/// Rows of [`Store::query_events_marked`](crate::Store::query_events_marked) and the catalogue version they were read at (PostgreSQL;
 /// `None` on SQLite and for `eventid`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MarkedPage {
@@ -1241,6 +1242,7 @@ pub async fn contributors(conn: &mut DbConn<'_>) -> QueryResult<Vec<String>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::geo::great_circle_deg;
 
     #[test]
     fn longitude_ranges_cross_the_antimeridian() {

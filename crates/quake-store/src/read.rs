@@ -60,6 +60,7 @@ impl CountsRow {
 /// Counts the catalogue by state in one pass over every row (what [`catalogue_counts`]
 /// answers without the pass; tests compare the two). A merged row counts as merged whatever
 /// its status.
+#[cfg(feature = "test-util")]
 pub async fn catalogue_counts_scan(conn: &mut DbConn<'_>) -> QueryResult<CatalogueCounts> {
     let row: CountsRow = dispatch!(conn, c => diesel::sql_query(
         "SELECT \

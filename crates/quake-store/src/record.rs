@@ -1,72 +1,20 @@
-//! One record at a time: the [`Decision`] the caller's revision policy makes for one
-//! incoming record, its statements, and the per-record path that runs them in their own
-//! SAVEPOINT. The store carries decisions out and decides nothing: the policy is a plain
-//! function ([`Decide`]) it is handed (sync-engine's `policy::decide`). Both write paths
+//! One record at a time: the statements that carry out the [`Decision`] the caller's
+//! revision policy made for one incoming record, and the per-record path that runs them in
+//! their own SAVEPOINT. The store decides nothing: the policy is a plain function
+//! ([`Decide`]) it is handed (sync-engine's `policy::decide`). Both write paths
 //! ([`crate::write`] and the fast path of [`crate::fast`]) use these pieces, so they write
 //! exactly the same SQL and reach the same outcomes.
-
-use std::collections::HashMap;
 
 use diesel::QueryResult;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::changes::{NewChange, changes_of};
+use crate::decision::{Decide, Decision, Outcome, StoredRows, Write};
 use crate::dispatch;
 use crate::models::{EventRecord, StoredVersion};
 use crate::pool::DbConn;
 use crate::types::Ts;
-
-/// What happened to one incoming record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Inserted,
-    Updated,
-    Unchanged,
-    Deleted,
-    Merged,
-    Rejected(String),
-}
-
-/// The row write a [`Decision`] asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
-    /// No write of the record's own row.
-    None,
-    /// A new row (no row has the record's id).
-    Insert,
-    /// Every column of the stored row with the record's id; `merged_into` cleared.
-    Update,
-}
-
-/// What the revision policy decided for one incoming record. The store writes
-/// [`Decision::write`], marks the rows of [`Decision::merge`] merged into the record, and
-/// counts [`Decision::outcome`] once that commits (a write the database refuses makes the
-/// record `Rejected` instead).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub write: Write,
-    /// Stored primary ids to be marked `merged_into` = the record's id.
-    pub merge: Vec<String>,
-    /// The record's outcome once the writes commit.
-    pub outcome: Outcome,
-}
-
-impl Decision {
-    /// Nothing to write (`Unchanged`, or `Rejected` before the database).
-    pub fn is_noop(&self) -> bool {
-        self.write == Write::None && self.merge.is_empty()
-    }
-}
-
-/// The stored rows a page involves (its ids and the ids its events list), by primary id,
-/// as the store keeps them in step while it applies the page.
-pub type StoredRows = HashMap<String, StoredVersion>;
-
-/// A revision policy: what to do with one incoming record, given the stored rows it
-/// involves. A plain function, so either write path can ask it again after a refused
-/// write changed what is stored.
-pub type Decide = fn(&EventRecord, &StoredRows) -> Decision;
 
 /// One record by the per-record path: decide, write in its own SAVEPOINT, remember. A
 /// refused write is rolled back alone and becomes `Rejected`. The changes a committed write
@@ -176,10 +124,10 @@ macro_rules! record_writes {
     ($rec:expr, $decision:expr, $now:expr, |$q:ident| $run:expr) => {{
         use crate::schema::earthquakes::dsl as e;
         use diesel::{ExpressionMethods as _, QueryDsl as _};
-        let (rec, decision, now): (&EventRecord, &crate::record::Decision, Ts) =
+        let (rec, decision, now): (&EventRecord, &crate::decision::Decision, Ts) =
             ($rec, $decision, $now);
         match decision.write {
-            crate::record::Write::Insert => {
+            crate::decision::Write::Insert => {
                 let $q = diesel::insert_into(e::earthquakes).values((
                     rec,
                     e::first_seen_at.eq(now),
@@ -187,7 +135,7 @@ macro_rules! record_writes {
                 ));
                 $run?;
             }
-            crate::record::Write::Update => {
+            crate::decision::Write::Update => {
                 let $q = diesel::update(e::earthquakes.find(&rec.id)).set((
                     rec,
                     e::last_changed_at.eq(now),
@@ -195,7 +143,7 @@ macro_rules! record_writes {
                 ));
                 $run?;
             }
-            crate::record::Write::None => {}
+            crate::decision::Write::None => {}
         }
         if !decision.merge.is_empty() {
             let $q = diesel::update(e::earthquakes.filter(e::id.eq_any(&decision.merge)))

@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 use quake_core::{RunStatus, Trigger};
 
 use crate::dispatch;
-use crate::models::{RunCounts, SyncRun, SyncState};
+use crate::models::{SyncRun, SyncState};
 use crate::pool::DbConn;
 use crate::schema::{sync_runs, sync_state};
 use crate::types::Ts;
@@ -58,25 +58,6 @@ pub async fn abandon_running(conn: &mut DbConn<'_>, except: Option<i64>) -> Quer
         ))
         .execute(c)
         .await)
-}
-
-/// Overwrites a run's counts (used by callers that keep their own tally).
-pub async fn set_run_counts(conn: &mut DbConn<'_>, run_id: i64, k: &RunCounts) -> QueryResult<()> {
-    use crate::schema::sync_runs::dsl::*;
-    dispatch!(conn, c => diesel::update(sync_runs.find(run_id))
-        .set((
-            fetched.eq(k.fetched),
-            inserted.eq(k.inserted),
-            updated.eq(k.updated),
-            unchanged.eq(k.unchanged),
-            deleted.eq(k.deleted),
-            merged.eq(k.merged),
-            rejected.eq(k.rejected),
-            pages.eq(k.pages),
-        ))
-        .execute(c)
-        .await)?;
-    Ok(())
 }
 
 /// One run by id.

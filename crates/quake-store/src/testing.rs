@@ -76,13 +76,70 @@ pub fn skip_or_fail(test: &str, why: &str) {
 /// id → `updated` (ms) of every stored event, merged and deleted ones included: what tests
 /// compare with an upstream's catalogue.
 pub async fn updated_by_id(store: &Store) -> std::collections::BTreeMap<String, i64> {
-    let mut conn = store.conn().await.unwrap();
-    crate::read::all_events(&mut conn.db())
+    store
+        .all_events()
         .await
         .unwrap()
         .into_iter()
         .map(|e| (e.id.clone(), e.updated.0.timestamp_millis()))
         .collect()
+}
+
+/// The rows `q` selects read with a plain `OFFSET` (no keyset, no marks): the reference
+/// the read paths are tested against.
+pub async fn query_events_plain_offset(
+    store: &Store,
+    q: &crate::EventQuery,
+) -> crate::Result<Vec<crate::Earthquake>> {
+    let mut conn = store.conn().await?;
+    Ok(crate::query::query_events_plain_offset(&mut conn.db(), q).await?)
+}
+
+/// The catalogue's counts by a full scan: the reference the maintained counters
+/// ([`Store::catalogue_counts`]) are tested against.
+pub async fn catalogue_counts_scan(store: &Store) -> crate::Result<crate::CatalogueCounts> {
+    let mut conn = store.conn().await?;
+    Ok(crate::read::catalogue_counts_scan(&mut conn.db()).await?)
+}
+
+/// Applies `page` as [`Store::apply_page`] does, inside a transaction that is then rolled
+/// back: what the page would have done, with nothing of it kept (to test that whatever the
+/// writes maintain, such as the catalogue counters, follows a rollback).
+pub async fn apply_page_rolled_back(
+    store: &Store,
+    page: crate::PageWrite<'_>,
+    decide: crate::Decide,
+) -> crate::Result<crate::PageResult> {
+    use diesel_async::AsyncConnection;
+    let mut conn = store.conn().await?;
+    let mut db = conn.db();
+    let mut seen = None;
+    let rolled: diesel::QueryResult<()> = crate::dispatch!(&mut db, c => c
+        .transaction(async |tx| {
+            // Inside this transaction, the page's own is a savepoint.
+            seen = Some(crate::write::apply(&mut crate::DbConn::from(tx), &page, decide).await?);
+            Err(diesel::result::Error::RollbackTransaction)
+        })
+        .await);
+    match (rolled, seen) {
+        (Err(diesel::result::Error::RollbackTransaction), Some(result)) => Ok(result),
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), _) => Err(diesel::result::Error::RollbackTransaction.into()),
+    }
+}
+
+/// Sets `last_changed_at` of every row to `t` (to age a catalogue in a test).
+pub async fn set_last_changed(store: &Store, t: Ts) -> crate::Result<()> {
+    use crate::schema::earthquakes;
+    use diesel::ExpressionMethods;
+    use diesel_async::RunQueryDsl;
+    let mut conn = store.conn().await?;
+    let mut db = conn.db();
+    crate::dispatch!(&mut db, c => diesel::update(earthquakes::table)
+        .set(earthquakes::last_changed_at.eq(t))
+        .execute(c)
+        .await)?;
+    Ok(())
 }
 
 /// Skips (returns `None`) or, under CI, fails.

@@ -10,15 +10,17 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
+use crate::backfill::WindowDone;
+use crate::decision::{Decide, Outcome, StoredRows};
 use crate::dispatch;
+use crate::live::LiveBatch;
 use crate::models::{EventRecord, NewRejected, RunCounts, StoredVersion};
 use crate::pool::DbConn;
 use crate::record::apply_one;
-pub use crate::record::{Decide, Decision, Outcome, StoredRows, Write};
 use crate::schema::{earthquakes, rejected_records};
 use crate::types::Ts;
 
-/// The result of [`apply_page`].
+/// What applying a page did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PageResult {
     /// `(record id, outcome)` in input order.
@@ -113,59 +115,145 @@ pub async fn add_run_counts(conn: &mut DbConn<'_>, run_id: i64, k: &RunCounts) -
     Ok(())
 }
 
-/// Applies one page in one transaction (a savepoint when called inside another): the
-/// records as `decide` (the revision policy) says, each in its own SAVEPOINT so a failing write costs only
-/// itself and is quarantined; `rejected` (refused before the database) is quarantined as
-/// is; the run row, when given, gets the page's counts. Either all of it commits or none.
-pub async fn apply_page(
-    conn: &mut DbConn<'_>,
-    run_id: Option<i64>,
-    records: &[EventRecord],
-    rejected: &[NewRejected],
-    decide: Decide,
-) -> QueryResult<PageResult> {
-    apply_page_with(conn, run_id, records, rejected, WriteMode::Auto, decide).await
-}
-
-/// How [`apply_page_with`] writes the records of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How [`PageWrite`] writes the records of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WriteMode {
     /// The fast path of each backend. PostgreSQL: one `UNNEST` insert and one `UNNEST` update per chunk, bisected
     /// down to per-record savepoints around refused rows. SQLite: the whole page in one
     /// blocking closure on the connection, a SAVEPOINT per record, no task hop per statement.
+    #[default]
     Auto,
     /// A SAVEPOINT and a statement per record (the seed's design; the reference the fast
     /// path is tested against).
     PerRecord,
 }
 
-/// [`apply_page`] with an explicit write mode. Both modes give the same catalogue, the
-/// same outcomes and the same counts.
-pub async fn apply_page_with(
+/// One page to apply with [`Store::apply_page`](crate::Store::apply_page): its records,
+/// the records refused before the database, the run it belongs to, and what its
+/// transaction writes beside it (at most one: a backfill window marked done, or a live
+/// batch's counts; the last one set wins).
+#[derive(Debug, Clone, Copy)]
+pub struct PageWrite<'a> {
+    pub(crate) records: &'a [EventRecord],
+    pub(crate) rejected: &'a [NewRejected],
+    pub(crate) run_id: Option<i64>,
+    pub(crate) beside: Beside<'a>,
+    pub(crate) mode: WriteMode,
+}
+
+/// What a page transaction writes beside the page.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Beside<'a> {
+    Nothing,
+    /// A backfill window done (its last page).
+    WindowDone(&'a WindowDone),
+    /// A live batch's counts, when it wrote something.
+    LiveBatch(&'a LiveBatch<'a>),
+}
+
+impl<'a> PageWrite<'a> {
+    /// A page of `records`, of no run, with nothing beside it, in [`WriteMode::Auto`].
+    pub fn new(records: &'a [EventRecord]) -> PageWrite<'a> {
+        PageWrite {
+            records,
+            rejected: &[],
+            run_id: None,
+            beside: Beside::Nothing,
+            mode: WriteMode::Auto,
+        }
+    }
+
+    /// Records refused before the database (by validation): quarantined as they are, and
+    /// counted as `rejected`.
+    pub fn rejected(self, rejected: &'a [NewRejected]) -> PageWrite<'a> {
+        PageWrite { rejected, ..self }
+    }
+
+    /// The run the page belongs to: its row gets the page's counts, its rejected records
+    /// its id.
+    pub fn of_run(self, run_id: i64) -> PageWrite<'a> {
+        PageWrite {
+            run_id: Some(run_id),
+            ..self
+        }
+    }
+
+    /// The last page of a backfill window: the window is marked done in the page's
+    /// transaction.
+    pub fn window_done(self, done: &'a WindowDone) -> PageWrite<'a> {
+        PageWrite {
+            beside: Beside::WindowDone(done),
+            ..self
+        }
+    }
+
+    /// A live lane batch: when it wrote something (a record inserted, updated, deleted,
+    /// merged or rejected), its source's `live_lane` row gets it, in the page's
+    /// transaction; a batch that brought nothing new leaves the database as it was.
+    pub fn live_batch(self, batch: &'a LiveBatch<'a>) -> PageWrite<'a> {
+        PageWrite {
+            beside: Beside::LiveBatch(batch),
+            ..self
+        }
+    }
+
+    /// How the records are written (both modes give the same catalogue, outcomes and
+    /// counts).
+    pub fn mode(self, mode: WriteMode) -> PageWrite<'a> {
+        PageWrite { mode, ..self }
+    }
+}
+
+/// Applies one page in one transaction that first takes the page-write lock
+/// ([`crate::lock::page_write_lock`], so no two pages are ever applied at once, whichever
+/// lane or process writes them): the records as `decide` (the revision policy) says, each
+/// costing only itself when the database refuses it (a SAVEPOINT per record, or the fast
+/// path's bisection down to one) and then quarantined; `rejected` quarantined as it is; the
+/// run row, when given, gets the page's counts; the change log gets the page's changes;
+/// then what goes beside the page. Either all of it commits or none. After the commit,
+/// this process's event stream is woken.
+pub(crate) async fn apply(
     conn: &mut DbConn<'_>,
-    run_id: Option<i64>,
-    records: &[EventRecord],
-    rejected: &[NewRejected],
-    mode: WriteMode,
+    page: &PageWrite<'_>,
     decide: Decide,
 ) -> QueryResult<PageResult> {
     let backend = conn.backend();
     let result = dispatch!(conn, c => c.transaction(async |tx| {
         let mut db = DbConn::from(tx);
-        apply_page_in_tx(&mut db, run_id, records, rejected, mode, decide).await
-    }).await)?;
+        crate::lock::page_write_lock(&mut db).await?;
+        let result = apply_page_in_tx(&mut db, page, decide).await?;
+        match page.beside {
+            Beside::Nothing => {}
+            Beside::WindowDone(d) => {
+                crate::backfill::mark_done(&mut db, d).await?;
+            }
+            Beside::LiveBatch(b) => {
+                let k = &result.counts;
+                if k.inserted + k.updated + k.deleted + k.merged + k.rejected > 0 {
+                    crate::live::add_batch(&mut db, b, k).await?;
+                }
+            }
+        }
+        Ok(result)
+    }).await);
+    // Committed (or rolled back) now: wake this process's event stream (SQLite; PostgreSQL
+    // notifies).
     crate::changes::committed(backend);
-    Ok(result)
+    result
 }
 
 async fn apply_page_in_tx(
     db: &mut DbConn<'_>,
-    run_id: Option<i64>,
-    records: &[EventRecord],
-    rejected: &[NewRejected],
-    mode: WriteMode,
+    page: &PageWrite<'_>,
     decide: Decide,
 ) -> QueryResult<PageResult> {
+    let PageWrite {
+        records,
+        rejected,
+        run_id,
+        mode,
+        ..
+    } = *page;
     let now = Ts::now();
     let mut wanted: Vec<&str> = records
         .iter()

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use quake_store::both_backends;
-use quake_store::changes::{self, Change};
 use quake_store::testing::{TestDb, bare_record};
-use quake_store::write::{WriteMode, apply_page_with};
+use quake_store::{self, Change};
 use quake_store::{ChangeKind, EventRecord, Store, Ts};
+use quake_store::{PageWrite, WriteMode};
 use sync_engine::policy::decide;
 
 fn rec(id: &str, ids: &str, updated: i64, hash: &str, status: &str) -> EventRecord {
@@ -17,17 +17,12 @@ fn rec(id: &str, ids: &str, updated: i64, hash: &str, status: &str) -> EventReco
 }
 
 async fn apply(store: &Store, recs: &[EventRecord], mode: WriteMode) {
-    let mut conn = store.conn().await.unwrap();
-    apply_page_with(&mut conn.db(), None, recs, &[], mode, decide)
-        .await
-        .unwrap();
+    let page = PageWrite::new(recs).mode(mode);
+    store.apply_page(page, decide).await.unwrap();
 }
 
 async fn all(store: &Store, after: i64) -> Vec<Change> {
-    let mut conn = store.conn().await.unwrap();
-    changes::read_changes(&mut conn.db(), after, 1000)
-        .await
-        .unwrap()
+    store.read_changes(after, 1000).await.unwrap()
 }
 
 fn summary(c: &[Change]) -> Vec<(String, ChangeKind, Option<String>)> {
@@ -99,17 +94,13 @@ async fn each_kind_in_commit_order(db: TestDb, mode: WriteMode) {
 
     // Retention: everything committed before now goes; the horizon says how far.
     let last = second.last().unwrap().seq;
-    let mut conn = store.conn().await.unwrap();
-    let h = changes::horizon(&mut conn.db()).await.unwrap();
+    let h = store.change_horizon().await.unwrap();
     assert_eq!((h.head, h.pruned_through), (last, 0));
     let future = Ts(chrono::Utc::now() + chrono::Duration::hours(1));
-    let pruned = changes::prune_changes(&mut conn.db(), future)
-        .await
-        .unwrap();
+    let pruned = store.prune_changes(future).await.unwrap();
     assert_eq!(pruned, first.len() + second.len());
-    let h = changes::horizon(&mut conn.db()).await.unwrap();
+    let h = store.change_horizon().await.unwrap();
     assert_eq!((h.head, h.pruned_through), (last, last));
-    drop(conn);
     // A seq is never reused after pruning.
     apply(&store, &[rec("c", ",c,", 3000, "hc", "reviewed")], mode).await;
     let third = all(&store, 0).await;

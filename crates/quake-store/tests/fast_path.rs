@@ -6,8 +6,8 @@
 use chrono::DateTime;
 use proptest::prelude::*;
 use quake_store::testing::TestDb;
-use quake_store::write::{WriteMode, apply_page_with};
-use quake_store::{Earthquake, EventRecord, Store, Ts, read};
+use quake_store::{Earthquake, EventRecord, Store, Ts};
+use quake_store::{PageWrite, WriteMode};
 use sync_engine::policy::decide;
 
 const POOL: usize = 12;
@@ -103,8 +103,7 @@ fn record(g: &Gen) -> EventRecord {
 /// databases: they are replaced by their rank among all such times of the database (the same
 /// pages in the same order write them, so the ranks agree when the paths do).
 async fn snapshot(store: &Store) -> (Vec<Earthquake>, Vec<(Option<String>, String)>) {
-    let mut conn = store.conn().await.unwrap();
-    let mut rows = read::all_events(&mut conn.db()).await.unwrap();
+    let mut rows = store.all_events().await.unwrap();
     let times: std::collections::BTreeSet<Ts> = rows
         .iter()
         .flat_map(|e| [e.first_seen_at, e.last_changed_at])
@@ -117,7 +116,8 @@ async fn snapshot(store: &Store) -> (Vec<Earthquake>, Vec<(Option<String>, Strin
         e.first_seen_at = rank(e.first_seen_at);
         e.last_changed_at = rank(e.last_changed_at);
     }
-    let rejected = read::rejected_records(&mut conn.db(), None)
+    let rejected = store
+        .rejected_records(None)
         .await
         .unwrap()
         .into_iter()
@@ -179,10 +179,9 @@ fn check_equivalence(rt: &tokio::runtime::Runtime, reference: &Store, fast: &Sto
             truncate(fast).await;
             for page in &pages {
                 let recs: Vec<EventRecord> = page.iter().map(record).collect();
-                let mut c1 = reference.conn().await.unwrap();
-                let r1 = apply_page_with(&mut c1.db(), None, &recs, &[], WriteMode::PerRecord, decide).await.unwrap();
-                let mut c2 = fast.conn().await.unwrap();
-                let r2 = apply_page_with(&mut c2.db(), None, &recs, &[], WriteMode::Auto, decide).await.unwrap();
+                let per_record = PageWrite::new(&recs).mode(WriteMode::PerRecord);
+                let r1 = reference.apply_page(per_record, decide).await.unwrap();
+                let r2 = fast.apply_page(PageWrite::new(&recs), decide).await.unwrap();
                 assert_eq!(r1.outcomes, r2.outcomes, "outcomes differ for {page:?}");
                 assert_eq!(r1.counts, r2.counts);
             }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quake_store::testing::{TestDb, bare_record};
-use quake_store::write::{Decision, StoredRows};
-use quake_store::{EventRecord, Store, lock};
+use quake_store::{Decision, StoredRows};
+use quake_store::{EventRecord, PageWrite, Store};
 
 /// Set once the first page has read its stored rows; the page waits for [`GO`] to write.
 static READ: AtomicBool = AtomicBool::new(false);
@@ -26,9 +26,8 @@ fn held_decide(rec: &EventRecord, stored: &StoredRows) -> Decision {
 }
 
 async fn page(store: &Store, rec: EventRecord) -> Result<(), String> {
-    let mut conn = store.conn().await.map_err(|e| e.to_string())?;
-    lock::apply_page_locked(&mut conn.db(), None, &[rec], &[], None, held_decide)
-        .await
+    let recs = [rec];
+    (store.apply_page(PageWrite::new(&recs), held_decide).await)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

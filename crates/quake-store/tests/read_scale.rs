@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Utc};
-use quake_store::query::{self, EventQuery, IncludeDeleted, KEYSET_SKIP, OrderBy};
 use quake_store::testing::{TestDb, bare_record};
-use quake_store::write::{Outcome, WriteMode, apply_page, apply_page_with};
-use quake_store::{EventRecord, Store, Ts, both_backends, read};
+use quake_store::{self, EventQuery, IncludeDeleted, KEYSET_SKIP, OrderBy};
+use quake_store::{EventRecord, Store, Ts, both_backends};
+use quake_store::{Outcome, PageWrite, WriteMode};
 use sync_engine::policy::decide;
 
 fn ms(t: i64) -> Ts {
@@ -43,17 +43,18 @@ fn rec(id: &str, aliases: &[&str], time: i64, updated: i64, hash: &str) -> Event
 
 /// The kept counts equal a full count (and returns them).
 async fn counts_exact(store: &Store, step: &str) -> (i64, i64, i64) {
-    let mut conn = store.conn().await.unwrap();
-    let kept = read::catalogue_counts(&mut conn.db()).await.unwrap();
-    let scanned = read::catalogue_counts_scan(&mut conn.db()).await.unwrap();
+    let kept = store.catalogue_counts().await.unwrap();
+    let scanned = quake_store::testing::catalogue_counts_scan(store)
+        .await
+        .unwrap();
     assert_eq!(kept, scanned, "after {step}");
     (kept.live, kept.deleted, kept.merged)
 }
 
 async fn apply(store: &Store, mode: WriteMode, recs: &[EventRecord]) -> Vec<Outcome> {
-    let mut conn = store.conn().await.unwrap();
-    let res = apply_page_with(&mut conn.db(), None, recs, &[], mode, decide)
-        .await
+    let res = (store
+        .apply_page(PageWrite::new(recs).mode(mode), decide)
+        .await)
         .unwrap();
     res.outcomes.into_iter().map(|(_, o)| o).collect()
 }
@@ -107,19 +108,12 @@ async fn counts_through_every_write(store: Store, mode: WriteMode) {
     assert_eq!(counts_exact(&store, "a merge").await, (3, 1, 1));
     // a page rolled back: the counts are as before it
     {
-        let mut conn = store.conn().await.unwrap();
-        let mut db = conn.db();
         let page = [rec("ci5", &[], 5, 1, "e"), rec("ci6", &[], 6, 1, "f")];
-        let rolled: Result<(), diesel::result::Error> = quake_store::dispatch!(&mut db, c => {
-            use diesel_async::AsyncConnection;
-            c.transaction(async |tx| {
-                let res = apply_page(&mut quake_store::DbConn::from(tx), None, &page, &[], decide).await?;
-                assert_eq!(res.counts.inserted, 2);
-                Err(diesel::result::Error::RollbackTransaction)
-            })
-            .await
-        });
-        assert!(rolled.is_err());
+        let rolled =
+            quake_store::testing::apply_page_rolled_back(&store, PageWrite::new(&page), decide)
+                .await
+                .unwrap();
+        assert_eq!(rolled.counts.inserted, 2);
     }
     assert_eq!(counts_exact(&store, "a rolled-back page").await, (3, 1, 1));
     // rows deleted outright (not a sync's doing, but the counts follow)
@@ -163,24 +157,18 @@ both_backends!(eventid_by_alias, async |db: TestDb| {
         ],
     )
     .await;
-    let mut conn = store.conn().await.unwrap();
-    let find = async |conn: &mut quake_store::PooledConn, id: &str| {
-        query::find_by_any_id(&mut conn.db(), id)
-            .await
-            .unwrap()
-            .map(|e| e.record.id)
-    };
-    assert_eq!(find(&mut conn, "ci1").await.as_deref(), Some("ci1"));
-    assert_eq!(find(&mut conn, "us1").await.as_deref(), Some("ci1"));
-    assert_eq!(find(&mut conn, "at1").await.as_deref(), Some("ci1"));
-    assert_eq!(find(&mut conn, "at3").await.as_deref(), Some("ci4"));
-    assert_eq!(find(&mut conn, "ci2").await.as_deref(), Some("ci2"));
+    let find = async |id: &str| store.find_by_any_id(id).await.unwrap().map(|e| e.record.id);
+    assert_eq!(find("ci1").await.as_deref(), Some("ci1"));
+    assert_eq!(find("us1").await.as_deref(), Some("ci1"));
+    assert_eq!(find("at1").await.as_deref(), Some("ci1"));
+    assert_eq!(find("at3").await.as_deref(), Some("ci4"));
+    assert_eq!(find("ci2").await.as_deref(), Some("ci2"));
     // part of an id, a LIKE wildcard and a list are no alias
-    assert_eq!(find(&mut conn, "us").await, None);
-    assert_eq!(find(&mut conn, "us_").await, None);
-    assert_eq!(find(&mut conn, "us%").await, None);
-    assert_eq!(find(&mut conn, "us1,at1").await, None);
-    assert_eq!(find(&mut conn, "").await, None);
+    assert_eq!(find("us").await, None);
+    assert_eq!(find("us_").await, None);
+    assert_eq!(find("us%").await, None);
+    assert_eq!(find("us1,at1").await, None);
+    assert_eq!(find("").await, None);
 });
 
 /// A catalogue with ties in time and magnitude, NULL magnitudes, deleted and merged rows.
@@ -243,7 +231,6 @@ both_backends!(
         assert_eq!(live + deleted + merged, stored + survivors.len() as i64);
         assert!(live > 2 * KEYSET_SKIP, "{live}");
 
-        let mut conn = store.conn().await.unwrap();
         let mut compared = 0;
         let mut rows_seen = 0;
         for orderby in [
@@ -290,11 +277,11 @@ both_backends!(
                             let ids = |rows: Vec<quake_store::Earthquake>| {
                                 rows.into_iter().map(|e| e.record.id).collect::<Vec<_>>()
                             };
-                            let keyset =
-                                ids(query::query_events(&mut conn.db(), &q).await.unwrap());
-                            let plain = ids(query::query_events_plain_offset(&mut conn.db(), &q)
-                                .await
-                                .unwrap());
+                            let keyset = ids(store.query_events(&q).await.unwrap());
+                            let plain =
+                                ids(quake_store::testing::query_events_plain_offset(&store, &q)
+                                    .await
+                                    .unwrap());
                             assert_eq!(
                                 keyset, plain,
                                 "{orderby:?} {includedeleted:?} {filter} offset {offset} limit {limit}"
@@ -332,7 +319,6 @@ both_backends!(
     async |db: TestDb| {
         let store: Store = db.store().await;
         store_seeded(&store, 3 * KEYSET_SKIP as usize).await;
-        let mut conn = store.conn().await.unwrap();
         let mut rows_seen = 0;
         for orderby in [OrderBy::Time, OrderBy::TimeAsc, OrderBy::Magnitude] {
             for (filter, shape) in [
@@ -351,7 +337,7 @@ both_backends!(
                 (
                     "radius",
                     EventQuery {
-                        radius: Some(query::Radius {
+                        radius: Some(quake_store::Radius {
                             latitude: 0.0,
                             longitude: 178.0,
                             min_deg: 0.0,
@@ -363,7 +349,7 @@ both_backends!(
                 (
                     "radius and box",
                     EventQuery {
-                        radius: Some(query::Radius {
+                        radius: Some(quake_store::Radius {
                             latitude: 10.0,
                             longitude: -175.0,
                             min_deg: 1.0,
@@ -385,10 +371,11 @@ both_backends!(
                             offset: Some(offset),
                             ..shape.clone()
                         };
-                        let keyset = ids(query::query_events(&mut conn.db(), &q).await.unwrap());
-                        let plain = ids(query::query_events_plain_offset(&mut conn.db(), &q)
-                            .await
-                            .unwrap());
+                        let keyset = ids(store.query_events(&q).await.unwrap());
+                        let plain =
+                            ids(quake_store::testing::query_events_plain_offset(&store, &q)
+                                .await
+                                .unwrap());
                         assert_eq!(
                             keyset, plain,
                             "{orderby:?} {filter} offset {offset} limit {limit}"
@@ -405,18 +392,16 @@ both_backends!(
     }
 );
 
-/// A page read with [`query::PageMarks`] (and the marks it leaves) against the same page read
+/// A page read with [`quake_store::PageMarks`] (and the marks it leaves) against the same page read
 /// by plain `OFFSET`.
 async fn same_page(
-    conn: &mut quake_store::PooledConn,
-    marks: &query::PageMarks,
+    store: &Store,
+    marks: &quake_store::PageMarks,
     q: &EventQuery,
     what: &str,
 ) -> usize {
-    let marked = query::query_events_marked(&mut conn.db(), marks, q, None)
-        .await
-        .unwrap();
-    let plain = query::query_events_plain_offset(&mut conn.db(), q)
+    let marked = store.query_events_marked(marks, q, None).await.unwrap();
+    let plain = quake_store::testing::query_events_plain_offset(store, q)
         .await
         .unwrap();
     assert_eq!(ids(marked.rows), ids(plain.clone()), "{what}");
@@ -429,8 +414,7 @@ both_backends!(
         let store: Store = db.store().await;
         let postgres = store.backend() == quake_store::Backend::Postgres;
         let stored = store_seeded(&store, 3 * KEYSET_SKIP as usize).await;
-        let marks = query::PageMarks::new();
-        let mut conn = store.conn().await.unwrap();
+        let marks = quake_store::PageMarks::new();
         // A reader paging through, a page asked twice, a page between marks, one asked again.
         for orderby in [OrderBy::TimeAsc, OrderBy::Time, OrderBy::Magnitude] {
             for offset in [1, 501, 1001, 1501, 1501, 2001, 1201, 2501, 1001, 1777] {
@@ -441,7 +425,7 @@ both_backends!(
                     offset: Some(offset),
                     ..EventQuery::default()
                 };
-                let n = same_page(&mut conn, &marks, &q, &format!("{orderby:?} {offset}")).await;
+                let n = same_page(&store, &marks, &q, &format!("{orderby:?} {offset}")).await;
                 assert!(n > 0, "{orderby:?} {offset}: an empty page");
             }
         }
@@ -468,9 +452,9 @@ both_backends!(
             .collect::<Vec<_>>();
         early.sort_by_key(|e| e.time.0);
         for step in 0..6 {
-            let before = same_page(&mut conn, &marks, &q, &format!("before write {step}")).await;
+            let before = same_page(&store, &marks, &q, &format!("before write {step}")).await;
             assert_eq!(before, 300);
-            let page_before = ids(query::query_events_plain_offset(&mut conn.db(), &q)
+            let page_before = ids(quake_store::testing::query_events_plain_offset(&store, &q)
                 .await
                 .unwrap());
             let write = match step % 3 {
@@ -495,8 +479,8 @@ both_backends!(
                 }
             };
             apply(&store, WriteMode::Auto, &[write]).await;
-            same_page(&mut conn, &marks, &q, &format!("after write {step}")).await;
-            let page_after = ids(query::query_events_plain_offset(&mut conn.db(), &q)
+            same_page(&store, &marks, &q, &format!("after write {step}")).await;
+            let page_after = ids(quake_store::testing::query_events_plain_offset(&store, &q)
                 .await
                 .unwrap());
             assert_ne!(page_before, page_after, "write {step} moved the page");
@@ -510,44 +494,45 @@ both_backends!(
             offset: Some(1001),
             ..EventQuery::default()
         };
-        let page = query::query_events_marked(&mut conn.db(), &marks, &first, None)
+        let page = store
+            .query_events_marked(&marks, &first, None)
             .await
             .unwrap();
         let mut chunked = ids(page.rows.clone());
-        let mut at = page.version.map(|version| query::Position {
+        let mut at = page.version.map(|version| quake_store::Position {
             rows_before: 1000 + page.rows.len() as i64,
             version,
         });
-        let mut after = page.rows.last().map(query::After::of);
+        let mut after = page.rows.last().map(quake_store::After::of);
         for _ in 0..2 {
             let q = EventQuery {
                 offset: None,
                 after: after.clone(),
                 ..first.clone()
             };
-            let next = query::query_events_marked(&mut conn.db(), &marks, &q, at)
-                .await
-                .unwrap();
-            at = at.map(|p| query::Position {
+            let next = store.query_events_marked(&marks, &q, at).await.unwrap();
+            at = at.map(|p| quake_store::Position {
                 rows_before: p.rows_before + next.rows.len() as i64,
                 ..p
             });
-            after = next.rows.last().map(query::After::of);
+            after = next.rows.last().map(quake_store::After::of);
             chunked.extend(ids(next.rows));
         }
         let whole = EventQuery {
             limit: Some(1200),
             ..first.clone()
         };
-        let plain = ids(query::query_events_plain_offset(&mut conn.db(), &whole)
-            .await
-            .unwrap());
+        let plain = ids(
+            quake_store::testing::query_events_plain_offset(&store, &whole)
+                .await
+                .unwrap(),
+        );
         assert_eq!(chunked, plain, "the chunks make the answer");
         let next_page = EventQuery {
             offset: Some(2201),
             ..first.clone()
         };
-        let n = same_page(&mut conn, &marks, &next_page, "the page after the chunks").await;
+        let n = same_page(&store, &marks, &next_page, "the page after the chunks").await;
         assert_eq!(n, 400);
     }
 );

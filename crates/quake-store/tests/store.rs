@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use quake_store::both_backends;
 use quake_store::testing::TestDb;
-use quake_store::write::{Outcome, apply_page};
-use quake_store::{EventRecord, NewRejected, Store, Ts, read, runs};
+use quake_store::{EventRecord, NewRejected, Store, Ts};
+use quake_store::{Outcome, PageWrite};
 use sync_engine::policy::decide;
 
 fn ms(t: i64) -> Ts {
@@ -36,16 +36,17 @@ fn rec(id: &str, ids: &[&str], updated: i64, hash: &str) -> EventRecord {
 }
 
 async fn apply(store: &Store, run: Option<i64>, recs: &[EventRecord]) -> Vec<Outcome> {
-    let mut conn = store.conn().await.unwrap();
-    let res = apply_page(&mut conn.db(), run, recs, &[], decide)
-        .await
-        .unwrap();
+    let page = match run {
+        Some(id) => PageWrite::new(recs).of_run(id),
+        None => PageWrite::new(recs),
+    };
+    let res = store.apply_page(page, decide).await.unwrap();
     res.outcomes.into_iter().map(|(_, o)| o).collect()
 }
 
 async fn event(store: &Store, id: &str) -> quake_store::Earthquake {
-    let mut conn = store.conn().await.unwrap();
-    read::get_event(&mut conn.db(), id)
+    store
+        .event(id)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{id} missing"))
@@ -128,22 +129,19 @@ both_backends!(each_outcome_of_a_page_write, async |db: TestDb| {
         .await,
         vec![Outcome::Inserted, Outcome::Inserted]
     );
-    let mut conn = store.conn().await.unwrap();
-    let counts = read::catalogue_counts(&mut conn.db()).await.unwrap();
+    let counts = store.catalogue_counts().await.unwrap();
     assert_eq!((counts.live, counts.deleted, counts.merged), (3, 1, 1));
 });
 
 both_backends!(a_failing_write_costs_only_itself, async |db: TestDb| {
     let store: Store = db.store().await;
-    let mut conn = store.conn().await.unwrap();
-    let run = runs::open_run(&mut conn.db(), quake_core::Trigger::Cli)
-        .await
-        .unwrap();
+    let run = store.open_run(quake_core::Trigger::Cli).await.unwrap();
     let mut bad = rec("ci2", &[], 1000, "b");
     bad.latitude = 200.0; // refused by the table's CHECK constraint
     let page = vec![rec("ci1", &[], 1000, "a"), bad, rec("ci3", &[], 1000, "c")];
-    let res = apply_page(&mut conn.db(), Some(run.id), &page, &[], decide)
-        .await
+    let res = (store
+        .apply_page(PageWrite::new(&page).of_run(run.id), decide)
+        .await)
         .unwrap();
     let outcomes: Vec<_> = res.outcomes.iter().map(|(_, o)| o.clone()).collect();
     assert_eq!(outcomes[0], Outcome::Inserted);
@@ -152,14 +150,12 @@ both_backends!(a_failing_write_costs_only_itself, async |db: TestDb| {
         "{outcomes:?}"
     );
     assert_eq!(outcomes[2], Outcome::Inserted);
-    let all = read::all_events(&mut conn.db()).await.unwrap();
+    let all = store.all_events().await.unwrap();
     assert_eq!(
         all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
         vec!["ci1", "ci3"]
     );
-    let rejected = read::rejected_records(&mut conn.db(), Some(run.id))
-        .await
-        .unwrap();
+    let rejected = store.rejected_records(Some(run.id)).await.unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].source_id.as_deref(), Some("ci2"));
     assert!(
@@ -167,10 +163,7 @@ both_backends!(a_failing_write_costs_only_itself, async |db: TestDb| {
         "{}",
         rejected[0].payload
     );
-    let run = runs::get_run(&mut conn.db(), run.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let run = store.run(run.id).await.unwrap().unwrap();
     assert_eq!(
         (run.fetched, run.inserted, run.rejected, run.pages),
         (3, 2, 1, 1)
@@ -187,15 +180,13 @@ both_backends!(nul_bytes_refused_before_the_database, async |db: TestDb| {
         Outcome::Rejected("NUL character in field `place`".into())
     );
     assert_eq!(outcomes[1], Outcome::Inserted);
-    let mut conn = store.conn().await.unwrap();
-    let rejected = read::rejected_records(&mut conn.db(), None).await.unwrap();
+    let rejected = store.rejected_records(None).await.unwrap();
     assert_eq!(rejected.len(), 1);
     assert!(rejected[0].reason.contains("NUL"));
 });
 
 both_backends!(quarantine_keeps_raw_payload, async |db: TestDb| {
     let store: Store = db.store().await;
-    let mut conn = store.conn().await.unwrap();
     let raw = r#"{"type":"Feature","id":"","properties":{"time":null}}"#;
     let q = NewRejected {
         run_id: None,
@@ -204,82 +195,57 @@ both_backends!(quarantine_keeps_raw_payload, async |db: TestDb| {
         payload: raw.into(),
         rejected_at: Ts::now(),
     };
-    let res = apply_page(
-        &mut conn.db(),
-        None,
-        &[rec("ci7", &[], 1, "z")],
-        &[q],
-        decide,
-    )
-    .await
-    .unwrap();
+    let (recs, refused) = ([rec("ci7", &[], 1, "z")], [q]);
+    let res = (store
+        .apply_page(PageWrite::new(&recs).rejected(&refused), decide)
+        .await)
+        .unwrap();
     assert_eq!(
         (res.counts.fetched, res.counts.inserted, res.counts.rejected),
         (2, 1, 1)
     );
-    let rejected = read::rejected_records(&mut conn.db(), None).await.unwrap();
+    let rejected = store.rejected_records(None).await.unwrap();
     assert_eq!(rejected[0].payload, raw);
 });
 
 both_backends!(runs_and_cursors, async |db: TestDb| {
     let store: Store = db.store().await;
-    let mut conn = store.conn().await.unwrap();
-    let r1 = runs::open_run(&mut conn.db(), quake_core::Trigger::Scheduled)
+    let r1 = store
+        .open_run(quake_core::Trigger::Scheduled)
         .await
         .unwrap();
     assert_eq!(r1.status, "running");
-    let r2 = runs::open_run(&mut conn.db(), quake_core::Trigger::Manual)
-        .await
-        .unwrap();
+    let r2 = store.open_run(quake_core::Trigger::Manual).await.unwrap();
     // r2's holder finds r1 left running by a dead process
-    assert_eq!(
-        runs::abandon_running(&mut conn.db(), Some(r2.id))
-            .await
-            .unwrap(),
-        1
-    );
-    let r1 = runs::get_run(&mut conn.db(), r1.id).await.unwrap().unwrap();
+    assert_eq!(store.abandon_running(Some(r2.id)).await.unwrap(), 1);
+    let r1 = store.run(r1.id).await.unwrap().unwrap();
     assert_eq!(r1.status, "abandoned");
     assert!(r1.finished_at.is_some());
-    let r2 = runs::finish_run(
-        &mut conn.db(),
-        r2.id,
-        quake_core::RunStatus::Succeeded,
-        None,
-    )
-    .await
-    .unwrap();
+    let r2 = store
+        .finish_run(r2.id, quake_core::RunStatus::Succeeded, None)
+        .await
+        .unwrap();
     assert_eq!(r2.status, "succeeded");
-    let latest = runs::latest_runs(&mut conn.db(), 10).await.unwrap();
+    let latest = store.latest_runs(10).await.unwrap();
     assert_eq!(
         latest.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![r2.id, r1.id]
     );
     assert_eq!(
-        runs::last_success(&mut conn.db())
-            .await
-            .unwrap()
-            .map(|r| r.id),
+        store.last_success().await.unwrap().map(|r| r.id),
         Some(r2.id)
     );
 
-    assert_eq!(runs::get_state(&mut conn.db(), "usgs").await.unwrap(), None);
-    runs::set_state(&mut conn.db(), "usgs", Some(ms(1_626_790_000_123)), 0, None)
+    assert_eq!(store.sync_state("usgs").await.unwrap(), None);
+    store
+        .set_sync_state("usgs", Some(ms(1_626_790_000_123)), 0, None)
         .await
         .unwrap();
-    runs::set_state(
-        &mut conn.db(),
-        "usgs",
-        Some(ms(1_626_790_999_456)),
-        500,
-        Some(ms(1)),
-    )
-    .await
-    .unwrap();
-    let st = runs::get_state(&mut conn.db(), "usgs")
+    store
+        .set_sync_state("usgs", Some(ms(1_626_790_999_456)), 500, Some(ms(1)))
         .await
-        .unwrap()
         .unwrap();
+    let st = store.sync_state("usgs").await.unwrap().unwrap();
     assert_eq!(
         (st.cursor, st.resume_offset, st.start_time),
         (Some(ms(1_626_790_999_456)), 500, Some(ms(1)))
@@ -332,7 +298,7 @@ async fn cluster_lock_freed_when_the_holding_process_dies() {
     };
     let store = db.store().await;
     // A separate process (psql) takes the same advisory lock and is killed.
-    let key = quake_store::lock::SYNC_LOCK_KEY;
+    let key = quake_store::SYNC_LOCK_KEY;
     // Like our own holder, the child's session is idle while it holds the lock.
     let mut child = std::process::Command::new("psql")
         .arg(&db.url)
@@ -388,9 +354,9 @@ async fn sqlite_lock_is_exclusive_across_stores_and_freed_on_drop() {
         .expect("first holder gets the lock");
     assert!(!first.is_cluster_wide());
     assert_eq!(first.scope(), quake_store::LockScope::Host);
-    let path = quake_store::lock::sqlite_lock_path(
+    let path = quake_store::sqlite_lock_path(
         quake_store::sqlite_path(&db.url).unwrap(),
-        quake_store::lock::SYNC_LOCK_KEY,
+        quake_store::SYNC_LOCK_KEY,
     );
     assert!(
         path.to_string_lossy().ends_with(".sync.lock"),
@@ -424,9 +390,9 @@ async fn sqlite_lock_is_exclusive_across_stores_and_freed_on_drop() {
 async fn sqlite_lock_freed_when_the_holding_process_dies() {
     let db = TestDb::sqlite();
     let store = db.store().await;
-    let path = quake_store::lock::sqlite_lock_path(
+    let path = quake_store::sqlite_lock_path(
         quake_store::sqlite_path(&db.url).unwrap(),
-        quake_store::lock::SYNC_LOCK_KEY,
+        quake_store::SYNC_LOCK_KEY,
     );
     // Another process takes the same exclusive lock (util-linux flock(1), the same
     // flock(2) call; --no-fork: the process that holds it is the one killed) and signals

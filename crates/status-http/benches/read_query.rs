@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use quake_store::testing::TestDb;
-use quake_store::{EventRecord, Ts, write};
+use quake_store::{EventRecord, PageWrite, Ts};
 use status_http::AppState;
 use sync_engine::policy::decide;
 use sync_engine::{Engine, EngineConfig, FdsnSource, SchedulerHandle};
@@ -181,8 +181,8 @@ async fn main() {
         client.batch_execute("TRUNCATE earthquakes").await.unwrap();
         let start = Instant::now();
         for chunk in records.chunks(10_000) {
-            let mut conn = store.conn().await.unwrap();
-            let r = write::apply_page(&mut conn.db(), None, chunk, &[], decide)
+            let r = store
+                .apply_page(PageWrite::new(chunk), decide)
                 .await
                 .unwrap();
             assert_eq!(r.counts.inserted as usize, chunk.len());

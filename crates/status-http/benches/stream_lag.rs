@@ -1,5 +1,5 @@
 //! Commit → client lag of `GET /events/stream` across replicas on PostgreSQL (issue 18):
-//! replica A writes one event per page (`write::apply_page` through its own pool: what a
+//! replica A writes one event per page (`Store::apply_page` through its own pool: what a
 //! sync or the live lane commits); replica B, another `Store` (its own pool and its own
 //! `LISTEN` connection) behind an actix server on a loopback port, streams to a client
 //! reading over HTTP. Per commit: the time from the writer's commit returning to the
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quake_api::{FdsnClient, HttpOptions};
+use quake_store::PageWrite;
 use quake_store::testing::{TestDb, bare_record};
-use quake_store::write;
 use status_http::AppState;
 use sync_engine::policy::decide;
 use sync_engine::{Engine, EngineConfig, FdsnSource, SchedulerHandle};
@@ -82,13 +82,12 @@ async fn main() {
     for i in 0..iters {
         let id = format!("lag{i:05}");
         let rec = bare_record(&id, &format!(",{id},"), t0 + i as i64, "h", "reviewed");
-        let mut conn = writer.conn().await.unwrap();
         let start = Instant::now();
-        write::apply_page(&mut conn.db(), None, &[rec], &[], decide)
+        writer
+            .apply_page(PageWrite::new(&[rec]), decide)
             .await
             .unwrap();
         let committed = Instant::now();
-        drop(conn);
         let ev = sse.next().await;
         let heard = Instant::now();
         assert_eq!(

@@ -18,8 +18,8 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use quake_store::query::{EventQuery, OrderBy};
 use quake_store::{CatalogueCounts, Earthquake, SyncRun};
+use quake_store::{EventQuery, OrderBy};
 use sync_engine::StatusSnapshot;
 
 use crate::{AppState, DB_QUERY_TIMEOUT, HttpError};
@@ -97,21 +97,11 @@ fn lag_text(snap: &StatusSnapshot) -> String {
     match (snap.latest_lag_seconds, snap.latest_lag_lane) {
         (Some(secs), Some(lane)) => format!(
             "{} from upstream update to commit ({} lane, committed {})",
-            human_secs(secs),
+            fmt_secs(secs),
             lane.as_str(),
             when(snap.latest_lag_at)
         ),
         _ => "no change committed by this process yet".to_string(),
-    }
-}
-
-fn human_secs(secs: f64) -> String {
-    if secs < 120.0 {
-        format!("{secs:.1} s")
-    } else if secs < 7200.0 {
-        format!("{:.1} min", secs / 60.0)
-    } else {
-        format!("{:.1} h", secs / 3600.0)
     }
 }
 
@@ -142,21 +132,16 @@ struct DbView {
 async fn load(state: &AppState) -> Result<DbView, HttpError> {
     let store = state.engine().store().clone();
     tokio::time::timeout(DB_QUERY_TIMEOUT, async move {
-        let mut conn = store.conn().await?;
-        let mut db = conn.db();
         // Before the events, so nothing committed in between is missed by the live script.
-        let stream_head = quake_store::changes::horizon(&mut db).await?.head;
-        let runs = quake_store::runs::latest_runs(&mut db, RUNS_SHOWN).await?;
-        let events = quake_store::query::query_events(
-            &mut db,
-            &EventQuery {
-                orderby: OrderBy::Time,
-                limit: Some(MAP_EVENTS_SHOWN.max(EVENTS_SHOWN)),
-                ..EventQuery::default()
-            },
-        )
-        .await?;
-        let counts = quake_store::read::catalogue_counts(&mut db).await?;
+        let stream_head = store.change_horizon().await?.head;
+        let runs = store.latest_runs(RUNS_SHOWN).await?;
+        let latest = EventQuery {
+            orderby: OrderBy::Time,
+            limit: Some(MAP_EVENTS_SHOWN.max(EVENTS_SHOWN)),
+            ..EventQuery::default()
+        };
+        let events = store.query_events(&latest).await?;
+        let counts = store.catalogue_counts().await?;
         Ok::<_, HttpError>(DbView {
             runs,
             events,

@@ -84,12 +84,6 @@ impl From<StoreError> for HttpError {
     }
 }
 
-impl From<quake_store::diesel_error::Error> for HttpError {
-    fn from(e: quake_store::diesel_error::Error) -> Self {
-        StoreError::from(e).into()
-    }
-}
-
 impl From<EngineError> for HttpError {
     fn from(e: EngineError) -> Self {
         match e {

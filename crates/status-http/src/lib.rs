@@ -43,7 +43,7 @@ pub struct AppState {
     status_cache: Arc<sync::StatusCache>,
     streams: Streams,
     /// Where recent deep pages of the read API stand (keyset continuation of deep offsets).
-    page_marks: Arc<quake_store::query::PageMarks>,
+    page_marks: Arc<quake_store::PageMarks>,
 }
 
 impl AppState {
@@ -60,7 +60,7 @@ impl AppState {
             started: Instant::now(),
             migrations_ok: Arc::new(AtomicBool::new(false)),
             streams: Streams::new(StreamSettings::default()),
-            page_marks: Arc::new(quake_store::query::PageMarks::new()),
+            page_marks: Arc::new(quake_store::PageMarks::new()),
         }
     }
 

@@ -326,10 +326,8 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, 
     let catalogue = crate::health::bounded(
         "Metrics: catalogue counts unavailable, keeping the last",
         async {
-            let mut conn = store.conn().await?;
-            let mut db = conn.db();
-            let counts = quake_store::read::catalogue_counts(&mut db).await?;
-            let newest = quake_store::read::newest_update(&mut db).await?;
+            let counts = store.catalogue_counts().await?;
+            let newest = store.newest_update().await?;
             Ok::<_, quake_store::StoreError>((counts, newest))
         },
     )

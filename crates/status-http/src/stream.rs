@@ -2,13 +2,13 @@
 //! Server-Sent Event, resumable by id.
 //!
 //! Reads: [`StreamSettings`] (`stream.retention_hours`, `stream.client_buffer`,
-//! `stream.max_clients`) and the store's change log (`quake_store::changes`).
+//! `stream.max_clients`) and the store's change log (`Store::read_changes`, `Store::changes`).
 //!
 //! One hub task per process (started with the first client) follows the store's change
 //! subscription (`Store::changes`: PostgreSQL `LISTEN`/`NOTIFY`, so every replica hears
 //! every commit; SQLite in-process), reads the new rows of `event_changes` in seq order and
 //! hands each to every client's bounded queue; it also prunes the log to its retention.
-//! A full queue is waited on (at most [`SEND_GRACE`] per batch the hub reads); a client
+//! A full queue is waited on (at most `SEND_GRACE` per batch the hub reads); a client
 //! whose queue is still full then is cut off: it gets an `overflow` event carrying the last
 //! id it was given (as its `id:`), and the stream ends, so it reconnects from there.
 //!
@@ -27,7 +27,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use quake_core::config::Bounded;
-use quake_store::changes::{self, Change, ChangeKind, Horizon};
+use quake_store::{Change, ChangeKind, Horizon};
 use quake_store::{Earthquake, Store, Ts};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -315,8 +315,7 @@ async fn hub(streams: Streams, store: Store) {
 }
 
 async fn prune(store: &Store, before: Ts) -> Result<(), HttpError> {
-    let mut conn = store.conn().await?;
-    let n = changes::prune_changes(&mut conn.db(), before).await?;
+    let n = store.prune_changes(before).await?;
     if n > 0 {
         log::info!("event stream: pruned {n} changes older than the retention");
     }
@@ -324,16 +323,12 @@ async fn prune(store: &Store, before: Ts) -> Result<(), HttpError> {
 }
 
 async fn read_head(store: &Store) -> Result<i64, HttpError> {
-    let mut conn = store.conn().await?;
-    Ok(changes::horizon(&mut conn.db()).await?.head)
+    Ok(store.change_horizon().await?.head)
 }
 
 async fn catch_up(streams: &Streams, store: &Store, last: &mut i64) -> Result<(), HttpError> {
     loop {
-        let batch = {
-            let mut conn = store.conn().await?;
-            changes::read_changes(&mut conn.db(), *last, READ_BATCH).await?
-        };
+        let batch = store.read_changes(*last, READ_BATCH).await?;
         let Some(end) = batch.last().map(|c| c.seq) else {
             return Ok(());
         };
@@ -573,10 +568,7 @@ async fn open(state: &AppState, req: &HttpRequest) -> Result<HttpResponse, HttpE
         .get()
         .cloned()
         .ok_or_else(|| HttpError::Internal("event stream: no replay limit".into()))?;
-    let horizon = {
-        let mut conn = store.conn().await?;
-        changes::horizon(&mut conn.db()).await?
-    };
+    let horizon = store.change_horizon().await?;
     let base = query_url(req);
     let (tx, rx) = mpsc::channel::<Bytes>(FRAME_QUEUE);
     let closing = streams.inner.closing.subscribe();
@@ -683,10 +675,7 @@ impl Client {
         loop {
             let (h, batch) = {
                 let _permit = self.replays.acquire().await.map_err(|_| End::Gone)?;
-                let mut conn = self.store.conn().await.map_err(HttpError::from)?;
-                changes::read_changes_at(&mut conn.db(), cursor, REPLAY_BATCH)
-                    .await
-                    .map_err(HttpError::from)?
+                (self.store.read_changes_at(cursor, REPLAY_BATCH).await).map_err(HttpError::from)?
             };
             if cursor > h.head {
                 self.lost(cursor, h.head, "your id is beyond the newest change this stream holds (its database was restored or recreated): reload the catalogue").await?;

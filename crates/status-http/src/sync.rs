@@ -367,12 +367,8 @@ pub(crate) async fn sync_runs(
                 ))
             })?,
     };
-    let runs = tokio::time::timeout(DB_QUERY_TIMEOUT, async {
-        let mut conn = state.engine.store().conn().await?;
-        let runs = quake_store::runs::latest_runs(&mut conn.db(), limit).await?;
-        Ok::<_, HttpError>(runs)
-    })
-    .await??;
+    let runs =
+        tokio::time::timeout(DB_QUERY_TIMEOUT, state.engine.store().latest_runs(limit)).await??;
     Ok(HttpResponse::Ok().json(json!({
         "limit": limit,
         "runs": runs.iter().map(RunBody::of).collect::<Vec<_>>(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use quake_api::{FdsnClient, HttpOptions};
 use quake_store::testing::TestDb;
-use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends, read, runs};
+use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends};
 use read_support::*;
 use sync_engine::{Engine, EngineConfig, FdsnSource, SyncOutcome, Trigger};
 
@@ -29,8 +29,7 @@ fn succeeded(o: SyncOutcome) -> SyncRun {
 }
 
 async fn rows(store: &Store) -> Vec<Earthquake> {
-    let mut conn = store.conn().await.unwrap();
-    read::all_events(&mut conn.db()).await.unwrap()
+    store.all_events().await.unwrap()
 }
 
 /// What a reader of the catalogue sees of a row (bookkeeping columns aside).
@@ -171,8 +170,8 @@ both_backends!(b_syncs_from_a, async |db_b: TestDb| {
     );
     // B's cursor: A's `generated` (the moment of A's first answer) minus the overlap.
     let cursor = {
-        let mut conn = store_b.conn().await.unwrap();
-        runs::get_state(&mut conn.db(), "usgs")
+        store_b
+            .sync_state("usgs")
             .await
             .unwrap()
             .and_then(|s| s.cursor)

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use quake_store::both_backends;
 use quake_store::testing::TestDb;
-use quake_store::{both_backends, read};
 use read_support::*;
 use sync_engine::{SyncOutcome, Trigger};
 
@@ -265,10 +265,7 @@ async fn renders_in_headless_chromium() {
     ];
     fill(&store, &[ev], 10).await;
     fill(&store, &fresh, 10).await;
-    let stored = {
-        let mut conn = store.conn().await.unwrap();
-        read::all_events(&mut conn.db()).await.unwrap().len()
-    };
+    let stored = { store.all_events().await.unwrap().len() };
     assert_eq!(stored, 7);
     let (base, server) = serve(state_for(engine));
     let url = format!("{base}/");

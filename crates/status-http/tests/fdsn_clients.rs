@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use quake_store::testing::{TestDb, skip_or_fail};
-use quake_store::{Earthquake, EventRecord, Store, read};
+use quake_store::{Earthquake, EventRecord, Store};
 use read_support::*;
 use serde_json::{Value, json};
 
@@ -75,10 +75,7 @@ async fn mirror() -> (TestDb, Store, Vec<Earthquake>) {
     let emsc = quake_api::parse_emsc(&fixture(EMSC)).unwrap();
     records.extend(emsc.events.iter().map(sync_engine::record::to_record));
     fill(&store, &records, 1000).await;
-    let rows = {
-        let mut conn = store.conn().await.unwrap();
-        read::all_events(&mut conn.db()).await.unwrap()
-    };
+    let rows = { store.all_events().await.unwrap() };
     (db, store, rows)
 }
 
@@ -131,7 +128,7 @@ async fn obspy_reads_the_mirror() {
     );
     let radius: Vec<Value> = rows
         .iter()
-        .filter(|r| quake_store::query::great_circle_deg(lat, lon, r.latitude, r.longitude) <= deg)
+        .filter(|r| quake_store::great_circle_deg(lat, lon, r.latitude, r.longitude) <= deg)
         .map(expected)
         .collect();
     assert!(!radius.is_empty());

@@ -9,9 +9,9 @@ mod read_support;
 
 use std::collections::BTreeSet;
 
-use quake_store::query::great_circle_deg;
+use quake_store::great_circle_deg;
 use quake_store::testing::TestDb;
-use quake_store::{Earthquake, Store, both_backends, read, write};
+use quake_store::{Earthquake, Store, both_backends};
 use read_support::*;
 use serde_json::Value;
 use status_http::read_api::CHUNK;
@@ -20,8 +20,7 @@ use sync_engine::policy::decide;
 const WEEK: &str = "usgs_all_week_2021-07-20T1423Z.geojson";
 
 async fn rows(store: &Store) -> Vec<Earthquake> {
-    let mut conn = store.conn().await.unwrap();
-    read::all_events(&mut conn.db()).await.unwrap()
+    store.all_events().await.unwrap()
 }
 
 /// Synthetic events on both sides of the antimeridian and around both poles.
@@ -560,16 +559,13 @@ both_backends!(
         }
         assert_eq!(p["types"], "");
         let revised = legacy.with_usgs_properties();
-        let mut conn = store.conn().await.unwrap();
-        let r = write::apply_page(
-            &mut conn.db(),
-            None,
-            std::slice::from_ref(&revised),
-            &[],
-            decide,
-        )
-        .await
-        .unwrap();
+        let r = store
+            .apply_page(
+                quake_store::PageWrite::new(std::slice::from_ref(&revised)),
+                decide,
+            )
+            .await
+            .unwrap();
         assert_eq!(r.outcomes[0].1, quake_store::Outcome::Updated);
         let (_, body) = get!(&app, format!("{QUERY}?eventid=xxlegacy"));
         assert_eq!(body["properties"]["nst"], 12);

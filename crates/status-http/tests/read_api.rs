@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use quake_api::{parse_usgs_any, parse_usgs_collection};
 use quake_store::testing::TestDb;
-use quake_store::{Earthquake, both_backends, read};
+use quake_store::{Earthquake, both_backends};
 use read_support::*;
 use serde_json::Value;
 
@@ -68,10 +68,7 @@ both_backends!(round_trip_of_a_real_week, async |db: TestDb| {
     let store = db.store().await;
     let records = fixture_records(WEEK);
     fill(&store, &records, 1000).await;
-    let rows = {
-        let mut conn = store.conn().await.unwrap();
-        read::all_events(&mut conn.db()).await.unwrap()
-    };
+    let rows = { store.all_events().await.unwrap() };
     assert_eq!(rows.len(), records.len());
     let app = read_app!(state_for(idle_engine(store.clone())));
 
@@ -239,12 +236,8 @@ both_backends!(round_trip_of_odd_values, async |db: TestDb| {
         Value::Null
     );
     let page = parse_usgs_collection(&serde_json::to_vec(&body).unwrap()).unwrap();
-    let mut conn = store.conn().await.unwrap();
     for ev in &page.events {
-        let row = read::get_event(&mut conn.db(), &ev.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let row = store.event(&ev.id).await.unwrap().unwrap();
         assert_same_event(ev, &row);
     }
     // The single Feature for eventid, also parsed back.
@@ -259,10 +252,7 @@ both_backends!(round_trip_of_odd_values, async |db: TestDb| {
     let bytes = actix_web::test::read_body(res).await;
     let page = parse_usgs_any(&bytes).unwrap();
     assert_eq!(page.events.len(), 1);
-    let row = read::get_event(&mut conn.db(), "xxodd1")
-        .await
-        .unwrap()
-        .unwrap();
+    let row = store.event("xxodd1").await.unwrap().unwrap();
     assert_same_event(&page.events[0], &row);
     let feature: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(feature["type"], "Feature");
@@ -597,11 +587,7 @@ both_backends!(alias_lookup, async |db: TestDb| {
     );
     fill(&store, &[r], 10).await;
     {
-        let mut conn = store.conn().await.unwrap();
-        let old = read::get_event(&mut conn.db(), "xxold")
-            .await
-            .unwrap()
-            .unwrap();
+        let old = store.event("xxold").await.unwrap().unwrap();
         assert_eq!(old.merged_into.as_deref(), Some("xxnew"));
     }
     let app = read_app!(state_for(idle_engine(store)));

@@ -103,8 +103,7 @@ impl Respond for Feed {
 
 /// Lags (seconds) of the stored events whose id starts with `prefix`.
 async fn lags(store: &Store, prefix: &str) -> Vec<f64> {
-    let mut conn = store.conn().await.unwrap();
-    let rows = quake_store::read::all_events(&mut conn.db()).await.unwrap();
+    let rows = store.all_events().await.unwrap();
     let mut v: Vec<f64> = rows
         .iter()
         .filter(|e| e.id.starts_with(prefix))

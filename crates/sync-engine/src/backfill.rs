@@ -41,10 +41,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use quake_api::{ApiError, Keyset, USGS_MAX_LIMIT};
-use quake_store::backfill::{self as progress_table, BackfillKey, BackfillWindow, WindowDone};
-use quake_store::{RunCounts, StoreError, Ts};
+use quake_store::{BackfillKey, BackfillWindow, RunCounts, StoreError, Ts, WindowDone};
 
-use crate::engine::{Engine, EngineError, RunError, SyncOutcome, Trigger};
+use crate::engine::{Engine, EngineError, RunError, SyncOutcome, Trigger, db_error};
 use crate::pipeline::{Ahead, Feed, Fetched};
 use crate::source::{PageRequest, Source};
 
@@ -248,7 +247,7 @@ struct Job<'a> {
     progress: Option<ProgressFn>,
     run_id: i64,
     /// Who held the cluster lock when the run took it: re-checked before every page write.
-    holder: quake_store::lock::LockCheck,
+    holder: quake_store::LockCheck,
     pacer: Pacer,
     min_magnitude: Option<f64>,
     /// The smallest cap seen or configured.
@@ -362,13 +361,8 @@ impl Job<'_> {
         }
     }
 
-    async fn conn(&self) -> Result<quake_store::PooledConn, String> {
-        self.engine
-            .inner
-            .store
-            .conn()
-            .await
-            .map_err(|e| e.to_string())
+    fn store(&self) -> &quake_store::Store {
+        &self.engine.inner.store
     }
 
     /// What a window `[a, b)` is counted with (the source adds `includedeleted`).
@@ -388,11 +382,11 @@ impl Job<'_> {
         let end = match self.opts.end {
             Some(e) => floor_secs(e),
             None => {
-                let mut conn = self.conn().await?;
-                let ends =
-                    progress_table::unfinished_range_ends(&mut conn.db(), Ts(start), &filter)
-                        .await
-                        .map_err(|e| format!("database: {e}"))?;
+                let ends = (self
+                    .store()
+                    .unfinished_backfill_ends(Ts(start), &filter)
+                    .await)
+                    .map_err(db_error)?;
                 match ends.first() {
                     Some(e) => {
                         log::info!(
@@ -420,12 +414,7 @@ impl Job<'_> {
         };
         self.key = Some(key.clone());
 
-        let stored = {
-            let mut conn = self.conn().await?;
-            progress_table::load_windows(&mut conn.db(), &key)
-                .await
-                .map_err(|e| format!("database: {e}"))?
-        };
+        let stored = (self.store().backfill_windows(&key).await).map_err(db_error)?;
         let resumed = !stored.is_empty();
         self.emit(BackfillEvent::Started {
             key: key.clone(),
@@ -435,10 +424,7 @@ impl Job<'_> {
             stored
         } else {
             let plan = self.plan(&key).await?;
-            let mut conn = self.conn().await?;
-            progress_table::save_plan(&mut conn.db(), &plan)
-                .await
-                .map_err(|e| format!("database: {e}"))?;
+            (self.store().save_backfill_plan(&plan).await).map_err(db_error)?;
             plan
         };
         let done_before = windows.iter().filter(|w| w.is_done()).count() as u64;
@@ -533,10 +519,11 @@ impl Job<'_> {
                     window: (a, b),
                     parts,
                 }) => {
-                    let mut conn = self.conn().await?;
-                    progress_table::split_window(&mut conn.db(), &key, Ts(a), &parts)
-                        .await
-                        .map_err(|e| format!("database: {e}"))?;
+                    (self
+                        .store()
+                        .split_backfill_window(&key, Ts(a), &parts)
+                        .await)
+                        .map_err(db_error)?;
                     windows_total += 1;
                     self.emit(BackfillEvent::Split { window: (a, b) });
                 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{
     DEFAULT_BATCH_SIZE, DEFAULT_MAX_PAGES, DEFAULT_OVERLAP, EngineConfig, MAX_BATCH_SIZE,
 };
+use crate::live::DEFAULT_LIVE_INTERVAL;
 use crate::service::{DEFAULT_INTERVAL, DEFAULT_STARTUP_DELAY, Schedule};
 use crate::source::{Source, SourceKind};
 
@@ -146,8 +147,6 @@ impl SyncSettings {
 /// USGS summary feed of the past hour, regenerated every minute.
 pub const USGS_LIVE_FEED_URL: &str =
     "https://earthquake.usgs.gov/earthquakes/feed/v1.0/summary/all_hour.geojson";
-/// The live lane's default poll interval (`live.interval_secs`).
-pub const DEFAULT_LIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest poll interval `live.interval_secs` accepts: the USGS regenerates its summary
 /// feeds every minute, and asks automated clients not to poll more often.
 pub const MIN_LIVE_INTERVAL_SECS: u64 = 30;

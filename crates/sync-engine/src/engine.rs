@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use quake_store::lock::LockCheck;
-use quake_store::{ClusterLock, RunCounts, Store, StoreError, SyncRun, Ts, runs};
+use quake_store::LockCheck;
+use quake_store::{
+    ClusterLock, EventRecord, Outcome, PageResult, PageWrite, RunCounts, Store, StoreError,
+    SyncRun, Ts,
+};
 use tokio::sync::{OwnedMutexGuard, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::lag::{LagHistograms, LagRecorder, Lane, lag_seconds};
 use crate::pipeline::{Ahead, Feed, Fetched};
 use crate::source::{PageRequest, Source};
 use crate::status::{CurrentRun, StatusSnapshot};
@@ -91,9 +95,12 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-impl From<quake_store::diesel_error::Error> for EngineError {
-    fn from(e: quake_store::diesel_error::Error) -> Self {
-        EngineError::Store(StoreError::from(e))
+/// A store error as a run's `error`: a failed query reads `database: <what failed>`, as
+/// it always has; the others (no connection, pool exhausted) say so themselves.
+pub(crate) fn db_error(e: StoreError) -> String {
+    match e {
+        StoreError::Query(q) => format!("database: {q}"),
+        e => e.to_string(),
     }
 }
 
@@ -112,11 +119,11 @@ pub(crate) struct Inner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) upstream: UpstreamCounter,
     /// Held while a page is applied (a sync's, a backfill's or the live lane's): the pages
-    /// of this process never overlap; [`quake_store::lock::page_write_lock`] does the same
-    /// across processes.
+    /// of this process never overlap; [`quake_store::Store::apply_page`] takes the page-write
+    /// lock that does the same across processes.
     pub(crate) page_lock: tokio::sync::Mutex<()>,
     /// Commit lag of the inserts and updates of this process, by lane.
-    pub(crate) lag: crate::lag::LagRecorder,
+    pub(crate) lag: LagRecorder,
 }
 
 /// What a started run holds until it ends: the run row, the in-process guard and the
@@ -176,7 +183,7 @@ impl Engine {
                 shutdown: CancellationToken::new(),
                 upstream: UpstreamCounter::default(),
                 page_lock: tokio::sync::Mutex::new(()),
-                lag: crate::lag::LagRecorder::default(),
+                lag: LagRecorder::default(),
             }),
         }
     }
@@ -244,14 +251,12 @@ impl Engine {
 
     /// Fills the status from the database (last run, last success, cursor). Call at start.
     pub async fn load_status(&self) -> Result<(), EngineError> {
-        let mut conn = self.inner.store.conn().await?;
-        let mut db = conn.db();
-        let last = runs::latest_runs(&mut db, 5)
-            .await?
+        let store = &self.inner.store;
+        let last = (store.latest_runs(5).await?)
             .into_iter()
             .find(|r| r.status != RunStatus::Running);
-        let success = runs::last_success(&mut db).await?;
-        let state = runs::get_state(&mut db, self.inner.source.name()).await?;
+        let success = store.last_success().await?;
+        let state = store.sync_state(self.inner.source.name()).await?;
         self.inner.status.send_modify(|s| {
             s.last_completed = last.as_ref().and_then(|r| r.finished_at).map(|t| t.0);
             s.last_run = last;
@@ -300,23 +305,19 @@ impl Engine {
         };
         let Some(lock) = self.inner.store.try_sync_lock().await? else {
             self.skipped();
-            let mut conn = self.inner.store.conn().await?;
-            let running = runs::latest_runs(&mut conn.db(), 5)
-                .await?
+            let running = (self.inner.store.latest_runs(5).await?)
                 .into_iter()
                 .find(|r| r.status == RunStatus::Running)
                 .map(|r| r.id);
             return Ok(Err(running));
         };
         let holder = lock.check();
-        let mut conn = self.inner.store.conn().await?;
-        let mut db = conn.db();
         // Only the guard's holder can know that no one else is running.
-        let abandoned = runs::abandon_running(&mut db, None).await?;
+        let abandoned = self.inner.store.abandon_running(None).await?;
         if abandoned > 0 {
             log::warn!("Marked {abandoned} run(s) left running by a stopped process as abandoned");
         }
-        let run = runs::open_run(&mut db, trigger).await?;
+        let run = self.inner.store.open_run(trigger).await?;
         log::info!("Starting earthquake sync (run {}, {trigger})...", run.id);
         self.inner.status.send_modify(|s| {
             s.is_running = true;
@@ -414,8 +415,7 @@ impl Engine {
         status: RunStatus,
         error: Option<&str>,
     ) -> Result<SyncRun, EngineError> {
-        let mut conn = self.inner.store.conn().await?;
-        Ok(runs::finish_run(&mut conn.db(), run_id, status, error).await?)
+        Ok(self.inner.store.finish_run(run_id, status, error).await?)
     }
 
     /// Pages until a short page; each page in one transaction; the cursor after the last.
@@ -443,26 +443,25 @@ impl Engine {
         holder: &LockCheck,
         page: Fetched,
         totals: &mut RunCounts,
-        done: Option<&quake_store::backfill::WindowDone>,
-        lane: Option<crate::lag::Lane>,
+        done: Option<&quake_store::WindowDone>,
+        lane: Option<Lane>,
     ) -> Result<quake_store::PageResult, String> {
         // A run that lost the cluster lock writes nothing more.
         self.check_lock(holder).await?;
         let res = {
             let _page = self.inner.page_lock.lock().await;
-            let mut conn = self.inner.store.conn().await.map_err(|e| e.to_string())?;
-            let (run, decide) = (Some(run_id), crate::policy::decide);
-            let (records, rejected) = (&page.records, &page.rejected);
-            quake_store::lock::apply_page_locked(
-                &mut conn.db(),
-                run,
-                records,
-                rejected,
-                done,
-                decide,
-            )
-            .await
-            .map_err(|e| format!("database: {e}"))?
+            let mut write = PageWrite::new(&page.records)
+                .rejected(&page.rejected)
+                .of_run(run_id);
+            if let Some(done) = done {
+                write = write.window_done(done);
+            }
+            (self
+                .inner
+                .store
+                .apply_page(write, crate::policy::decide)
+                .await)
+                .map_err(db_error)?
         };
         if let Some(lane) = lane {
             self.observe_lag(lane, &page.records, &res);
@@ -486,15 +485,8 @@ impl Engine {
         let fail = |message: String, counts: RunCounts| RunError { message, counts };
 
         let run_start = Utc::now();
-        let state = {
-            let mut conn = store
-                .conn()
-                .await
-                .map_err(|e| fail(e.to_string(), totals))?;
-            runs::get_state(&mut conn.db(), source.name())
-                .await
-                .map_err(|e| fail(e.to_string(), totals))?
-        };
+        let state =
+            (store.sync_state(source.name()).await).map_err(|e| fail(db_error(e), totals))?;
         let lookback =
             chrono::Duration::from_std(cfg.initial_lookback).unwrap_or(chrono::Duration::hours(24));
         let start_time = cfg
@@ -553,14 +545,7 @@ impl Engine {
                 None => return Err(fail(FETCH_GONE.into(), totals)),
             };
             let res = self
-                .commit_page(
-                    run_id,
-                    &holder,
-                    page,
-                    &mut totals,
-                    None,
-                    Some(crate::lag::Lane::Sync),
-                )
+                .commit_page(run_id, &holder, page, &mut totals, None, Some(Lane::Sync))
                 .await
                 .map_err(|m| fail(m, totals))?;
             // The oldest `generated` of the run's pages: a page served from a stale cache
@@ -578,19 +563,9 @@ impl Engine {
         self.check_lock(&holder)
             .await
             .map_err(|m| fail(m, totals))?;
-        let mut conn = store
-            .conn()
-            .await
-            .map_err(|e| fail(e.to_string(), totals))?;
-        runs::set_state(
-            &mut conn.db(),
-            source.name(),
-            Some(Ts(new_cursor)),
-            0,
-            Some(Ts(start_time)),
-        )
-        .await
-        .map_err(|e| fail(format!("database: {e}"), totals))?;
+        let (cursor, start) = (Some(Ts(new_cursor)), Some(Ts(start_time)));
+        (store.set_sync_state(source.name(), cursor, 0, start).await)
+            .map_err(|e| fail(db_error(e), totals))?;
         self.inner
             .status
             .send_modify(|s| s.cursor = Some(new_cursor));
@@ -763,5 +738,44 @@ pub fn summary_line(run: &SyncRun) -> String {
             summary(&k)
         ),
         _ => format!("Sync {} after {secs:.2}s: {}", run.status, summary(&k)),
+    }
+}
+
+/// Freshness: the commit lag this process observed ([`crate::lag`]).
+impl Engine {
+    /// The commit lag histograms of this process so far, by lane.
+    pub fn lag_histograms(&self) -> LagHistograms {
+        self.inner.lag.lock().clone()
+    }
+
+    /// Observes the lag of the inserts and updates of a page that just committed, and
+    /// publishes the latest one (that of the page's most recently updated change).
+    pub(crate) fn observe_lag(&self, lane: Lane, records: &[EventRecord], res: &PageResult) {
+        let commit = Utc::now();
+        let mut latest: Option<f64> = None;
+        {
+            let mut all = self.inner.lag.lock();
+            let h = match lane {
+                Lane::Live => &mut all.live,
+                Lane::Sync => &mut all.sync,
+            };
+            for (rec, (_, outcome)) in records.iter().zip(&res.outcomes) {
+                if matches!(outcome, Outcome::Inserted | Outcome::Updated) {
+                    let secs = lag_seconds(commit, rec.updated.0);
+                    h.observe(secs);
+                    latest = Some(latest.map_or(secs, |l| l.min(secs)));
+                }
+            }
+        }
+        if let Some(secs) = latest {
+            self.inner.status.send_modify(|s| {
+                s.latest_lag_seconds = Some(secs);
+                s.latest_lag_lane = Some(lane);
+                s.latest_lag_at = Some(commit);
+                if lane == Lane::Live {
+                    s.live.latest_lag_seconds = Some(secs);
+                }
+            });
+        }
     }
 }

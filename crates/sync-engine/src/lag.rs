@@ -8,10 +8,7 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use quake_store::{EventRecord, Outcome, PageResult};
 use serde::Serialize;
-
-use crate::engine::Engine;
 
 /// Upper bounds (seconds) of the lag histogram's buckets: 1 s to 1 h.
 pub const LAG_BUCKETS: [f64; 16] = [
@@ -53,7 +50,7 @@ pub struct LagHistogram {
 }
 
 impl LagHistogram {
-    fn observe(&mut self, secs: f64) {
+    pub(crate) fn observe(&mut self, secs: f64) {
         for (bound, n) in LAG_BUCKETS.iter().zip(self.cumulative.iter_mut()) {
             if secs <= *bound {
                 *n += 1;
@@ -85,7 +82,7 @@ impl LagHistograms {
 pub(crate) struct LagRecorder(Mutex<LagHistograms>);
 
 impl LagRecorder {
-    fn lock(&self) -> std::sync::MutexGuard<'_, LagHistograms> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, LagHistograms> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -96,42 +93,4 @@ impl LagRecorder {
 /// `commit`, in seconds (0 when the clocks disagree and it would be negative).
 pub fn lag_seconds(commit: DateTime<Utc>, updated: DateTime<Utc>) -> f64 {
     ((commit - updated).num_milliseconds() as f64 / 1000.0).max(0.0)
-}
-
-impl Engine {
-    /// The commit lag histograms of this process so far, by lane.
-    pub fn lag_histograms(&self) -> LagHistograms {
-        self.inner.lag.lock().clone()
-    }
-
-    /// Observes the lag of the inserts and updates of a page that just committed, and
-    /// publishes the latest one (that of the page's most recently updated change).
-    pub(crate) fn observe_lag(&self, lane: Lane, records: &[EventRecord], res: &PageResult) {
-        let commit = Utc::now();
-        let mut latest: Option<f64> = None;
-        {
-            let mut all = self.inner.lag.lock();
-            let h = match lane {
-                Lane::Live => &mut all.live,
-                Lane::Sync => &mut all.sync,
-            };
-            for (rec, (_, outcome)) in records.iter().zip(&res.outcomes) {
-                if matches!(outcome, Outcome::Inserted | Outcome::Updated) {
-                    let secs = lag_seconds(commit, rec.updated.0);
-                    h.observe(secs);
-                    latest = Some(latest.map_or(secs, |l| l.min(secs)));
-                }
-            }
-        }
-        if let Some(secs) = latest {
-            self.inner.status.send_modify(|s| {
-                s.latest_lag_seconds = Some(secs);
-                s.latest_lag_lane = Some(lane);
-                s.latest_lag_at = Some(commit);
-                if lane == Lane::Live {
-                    s.live.latest_lag_seconds = Some(secs);
-                }
-            });
-        }
-    }
 }

@@ -19,8 +19,8 @@ pub use backfill::{
     BackfillError, BackfillEvent, BackfillOptions, BackfillOutcome, PlanSummary, ProgressFn,
 };
 pub use config::{
-    DEFAULT_LIVE_INTERVAL, LiveSettings, LiveUrl, MIN_LIVE_INTERVAL_SECS, SourceSettings,
-    SyncSettings, USGS_LIVE_FEED_URL, UpstreamUrl,
+    LiveSettings, LiveUrl, MIN_LIVE_INTERVAL_SECS, SourceSettings, SyncSettings,
+    USGS_LIVE_FEED_URL, UpstreamUrl,
 };
 pub use engine::{
     DEFAULT_BATCH_SIZE, DEFAULT_INITIAL_LOOKBACK, DEFAULT_MAX_PAGES, DEFAULT_OVERLAP, Engine,
@@ -28,7 +28,7 @@ pub use engine::{
     summary_line,
 };
 pub use lag::{LAG_BUCKETS, LagHistogram, LagHistograms, Lane};
-pub use live::{LiveConfig, LiveLane, LiveMode};
+pub use live::{DEFAULT_LIVE_INTERVAL, LiveConfig, LiveLane, LiveMode};
 pub use scheduler::{Scheduler, SchedulerHandle, TickOutcome};
 pub use service::{
     DEFAULT_INTERVAL, DEFAULT_STARTUP_DELAY, INTERRUPTED, Schedule, Shutdown, SyncService,

@@ -22,10 +22,9 @@
 //! write and steps down when it does not.
 //!
 //! **Writes.** A batch goes through the same policy ([`crate::policy::decide`]) and the
-//! same page write ([`quake_store::write::apply_page`], a SAVEPOINT per record) as a sync's
-//! page, in a transaction that first takes the page-write lock
-//! ([`quake_store::lock::page_write_lock`]) and adds the batch to the source's `live_lane`
-//! row ([`quake_store::live`]). Every sync and backfill page takes the same lock (and, in
+//! same page write ([`quake_store::Store::apply_page`], a SAVEPOINT per record) as a sync's
+//! page, in a transaction that first takes the page-write lock and adds the batch to the
+//! source's `live_lane` row ([`quake_store::PageWrite::live_batch`]). Every sync and backfill page takes the same lock (and, in
 //! this process, the engine's page mutex), so no two pages are ever applied at once
 //! anywhere: a live batch waits for at most one page of a running sync, and lands between
 //! two of its pages. A batch that cannot be written is kept (polling: with the validators
@@ -35,7 +34,7 @@
 //!
 //! **The catalogue's filter.** Records under `source.min_magnitude` (and, when it is set,
 //! records without a magnitude) are dropped before a batch is written, as the FDSN service
-//! asked with `minmagnitude` would never return them ([`keeps`]).
+//! asked with `minmagnitude` would never return them (`keeps`).
 //!
 //! **Repeated rejects.** The USGS regenerates `all_hour` every minute: a record it cannot
 //! parse comes back in every feed. Polling remembers the rejects of the last feed written
@@ -50,8 +49,8 @@ use chrono::{DateTime, Utc};
 use quake_api::{
     ApiError, EmscPush, FeedClient, FeedPoll, HttpOptions, PushMessage, PushOptions, Validators,
 };
-use quake_store::lock::LockCheck;
-use quake_store::{EventRecord, NewRejected, PageResult, RunCounts, Ts};
+use quake_store::LockCheck;
+use quake_store::{EventRecord, NewRejected, PageResult, PageWrite, RunCounts, Ts};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +60,8 @@ use crate::lag::Lane;
 use crate::record::into_record;
 use crate::status::{LiveRole, LiveStatus};
 
+/// The live lane's default poll interval (`live.interval_secs`).
+pub const DEFAULT_LIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often a standby tries to take the lead ([`LiveConfig::leader_retry`]).
 pub const DEFAULT_LEADER_RETRY: Duration = Duration::from_secs(15);
 /// How soon a batch that could not be written is tried again ([`LiveConfig::write_retry`]).
@@ -131,7 +132,7 @@ impl LiveConfig {
     pub fn new(url: &str) -> LiveConfig {
         LiveConfig {
             url: url.to_owned(),
-            interval: crate::config::DEFAULT_LIVE_INTERVAL,
+            interval: DEFAULT_LIVE_INTERVAL,
             leader_retry: DEFAULT_LEADER_RETRY,
             write_retry: DEFAULT_WRITE_RETRY,
             coalesce: DEFAULT_COALESCE,
@@ -641,26 +642,20 @@ impl Runner {
         let last_error = self.engine.with_status(|s| s.live.last_error.clone());
         let res = {
             let _page = self.engine.inner.page_lock.lock().await;
-            let mut conn = self
-                .engine
-                .store()
-                .conn()
-                .await
-                .map_err(|e| WriteError::Failed(format!("database: {e}")))?;
-            let info = quake_store::live::LiveBatch {
+            let info = quake_store::LiveBatch {
                 source: self.mode.source_name(),
                 polled_at: Ts(at),
                 last_error: last_error.as_deref(),
             };
-            quake_store::live::apply_live_page(
-                &mut conn.db(),
-                &batch.records,
-                &batch.rejected,
-                &info,
-                crate::policy::decide,
-            )
-            .await
-            .map_err(|e| WriteError::Failed(format!("database: {e}")))?
+            let page = PageWrite::new(&batch.records)
+                .rejected(&batch.rejected)
+                .live_batch(&info);
+            (self
+                .engine
+                .store()
+                .apply_page(page, crate::policy::decide)
+                .await)
+                .map_err(|e| WriteError::Failed(crate::engine::db_error(e)))?
         };
         self.engine.observe_lag(Lane::Live, &batch.records, &res);
         let k = res.counts;

@@ -19,11 +19,11 @@
 //! deleted + merged + rejected` holds for every page.
 
 use quake_store::EventRecord;
-use quake_store::write::{Decision, Outcome, StoredRows, Write};
+use quake_store::{Decision, Outcome, StoredRows, Write};
 
 /// The decision for `rec`, given `stored`: the stored rows whose primary id is the
 /// record's id or one of its `ids`, as they stand after the records before it in the page.
-/// Pass this function to quake-store's `write::apply_page`.
+/// Pass this function to [`quake_store::Store::apply_page`].
 pub fn decide(rec: &EventRecord, stored: &StoredRows) -> Decision {
     if let Err(reason) = rec.nul_check() {
         return Decision {

@@ -246,7 +246,7 @@ mod tests {
     use std::sync::Arc;
 
     use quake_api::{ApiError, Page};
-    use quake_store::{Store, StoreOptions, runs};
+    use quake_store::{Store, StoreOptions};
 
     use crate::engine::EngineConfig;
     use crate::source::{BoxFuture, PageRequest, Source};
@@ -308,8 +308,7 @@ mod tests {
     }
 
     async fn run_rows(engine: &Engine) -> Vec<quake_store::SyncRun> {
-        let mut conn = engine.store().conn().await.unwrap();
-        runs::latest_runs(&mut conn.db(), 100).await.unwrap()
+        engine.store().latest_runs(100).await.unwrap()
     }
 
     /// Waits for a status the engine publishes (60 s only guards against a hang).

@@ -220,19 +220,10 @@ impl Engine {
         log::warn!(
             "Sync run {run_id} did not stop in time (its page's database write has not returned); marking it failed"
         );
-        let mark = async {
-            let mut conn = self.store().conn().await?;
-            quake_store::runs::finish_run(
-                &mut conn.db(),
-                run_id,
-                quake_core::RunStatus::Failed,
-                Some(INTERRUPTED),
-            )
-            .await?;
-            Ok::<_, quake_store::StoreError>(())
-        };
+        let failed = quake_core::RunStatus::Failed;
+        let mark = self.store().finish_run(run_id, failed, Some(INTERRUPTED));
         match tokio::time::timeout_at(until, mark).await {
-            Ok(Ok(())) => Shutdown::MarkedFailed { run_id },
+            Ok(Ok(_)) => Shutdown::MarkedFailed { run_id },
             Ok(Err(e)) => {
                 log::error!(
                     "Could not mark run {run_id} failed ({e}); the next run will mark it abandoned"

@@ -12,9 +12,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::*;
 use quake_api::FdsnClient;
-use quake_store::backfill::{BackfillWindow, load_windows};
+use quake_store::BackfillWindow;
 use quake_store::testing::TestDb;
-use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends, runs};
+use quake_store::{Earthquake, Store, SyncRun, Ts, both_backends};
 use serde_json::Value;
 use sync_engine::{
     BackfillEvent, BackfillOptions, BackfillOutcome, Engine, EngineConfig, FdsnSource,
@@ -86,8 +86,8 @@ fn succeeded(o: &BackfillOutcome) -> SyncRun {
 }
 
 async fn windows(store: &Store, o: &BackfillOutcome) -> Vec<BackfillWindow> {
-    let mut conn = store.conn().await.unwrap();
-    load_windows(&mut conn.db(), o.key.as_ref().unwrap())
+    store
+        .backfill_windows(o.key.as_ref().unwrap())
         .await
         .unwrap()
 }
@@ -170,8 +170,8 @@ both_backends!(
         // A cursor the backfill must leave alone.
         let cursor = Ts(t("2018-06-14T00:00:00Z"));
         {
-            let mut conn = store.conn().await.unwrap();
-            runs::set_state(&mut conn.db(), "usgs", Some(cursor), 0, None)
+            store
+                .set_sync_state("usgs", Some(cursor), 0, None)
                 .await
                 .unwrap();
         }
@@ -228,13 +228,8 @@ both_backends!(
             run.pages
         );
         // The sync cursor did not move.
-        let mut conn = store.conn().await.unwrap();
-        let state = runs::get_state(&mut conn.db(), "usgs")
-            .await
-            .unwrap()
-            .unwrap();
+        let state = store.sync_state("usgs").await.unwrap().unwrap();
         assert_eq!(state.cursor, Some(cursor));
-        drop(conn);
 
         // The same range again: everything is done, nothing is asked or written.
         let before = seen.len();
@@ -403,24 +398,21 @@ async fn a_page_refused_as_too_large_splits_its_window() {
     let client = client(&server);
     let engine = engine(store.clone(), &client, 500);
     let (start, end) = range();
-    let key = quake_store::backfill::BackfillKey {
+    let key = quake_store::BackfillKey {
         range_start: Ts(start),
         range_end: Ts(end),
         filter: String::new(),
     };
     {
-        let mut conn = store.conn().await.unwrap();
-        quake_store::backfill::save_plan(
-            &mut conn.db(),
-            &[BackfillWindow::planned(
+        store
+            .save_backfill_plan(&[BackfillWindow::planned(
                 &key,
                 Ts(start),
                 Ts(end),
                 Some(4711),
-            )],
-        )
-        .await
-        .unwrap();
+            )])
+            .await
+            .unwrap();
     }
     let splits = Arc::new(Mutex::new(0));
     let progress: sync_engine::ProgressFn = {
@@ -471,11 +463,7 @@ async fn a_backfill_while_a_sync_runs_is_skipped() {
         seen.iter().all(|(_, q)| !q.contains_key("endtime")),
         "{seen:?}"
     );
-    let mut conn = store.conn().await.unwrap();
-    assert_eq!(
-        runs::latest_runs(&mut conn.db(), 10).await.unwrap().len(),
-        1
-    );
+    assert_eq!(store.latest_runs(10).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,13 +504,7 @@ async fn a_source_without_history_or_count_cannot_be_backfilled() {
         err.to_string().contains("no history to backfill") && err.to_string().contains(&url),
         "{err}"
     );
-    let mut conn = store.conn().await.unwrap();
-    assert!(
-        runs::latest_runs(&mut conn.db(), 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.latest_runs(10).await.unwrap().is_empty());
 
     let emsc = Engine::new(
         store.clone(),

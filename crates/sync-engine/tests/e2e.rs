@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use quake_api::{FdsnClient, FeedClient};
 use quake_store::testing::TestDb;
-use quake_store::{Store, both_backends, read, runs};
+use quake_store::{Store, both_backends};
 use serde_json::Value;
 use sync_engine::{Engine, EngineConfig, FdsnSource, FeedSource, SyncOutcome, Trigger};
 
@@ -73,8 +73,7 @@ both_backends!(feed_pair_a_matches_pair_diffs, async |db: TestDb| {
 
     let cat = catalogue(&store).await;
     assert_eq!(cat.len(), 4441);
-    let mut conn = store.conn().await.unwrap();
-    let by_state = read::catalogue_counts(&mut conn.db()).await.unwrap();
+    let by_state = store.catalogue_counts().await.unwrap();
     assert_eq!(
         (by_state.live, by_state.deleted, by_state.merged),
         (4438, 0, 3)
@@ -169,13 +168,8 @@ both_backends!(fdsn_pair_a_pages_and_cursor, async |db: TestDb| {
     }
     // cursor = the first page's metadata.generated (2021-07-20T14:23:55Z) minus 300 s
     let cursor_ms = old.generated_ms - 300_000;
-    let mut conn = store.conn().await.unwrap();
-    let state = runs::get_state(&mut conn.db(), "usgs")
-        .await
-        .unwrap()
-        .unwrap();
+    let state = store.sync_state("usgs").await.unwrap().unwrap();
     assert_eq!(state.cursor.map(|t| t.0), Some(ms(cursor_ms)));
-    drop(conn);
 
     server.reset().await;
     mock.set(new.clone());
@@ -276,10 +270,7 @@ both_backends!(
                 .map(|e| e.id.as_str()),
             Some("nc72955525")
         );
-        let mut conn = store.conn().await.unwrap();
-        let rejected = read::rejected_records(&mut conn.db(), Some(run.id))
-            .await
-            .unwrap();
+        let rejected = store.rejected_records(Some(run.id)).await.unwrap();
         assert_eq!(rejected.len(), 2);
         let lat = rejected
             .iter()
@@ -340,9 +331,8 @@ async fn two_engines_on_one_postgres_database_never_run_together() {
         .filter(|o| matches!(o, SyncOutcome::Skipped { .. }))
         .count();
     assert_eq!((ran, skipped), (1, 1), "{outcomes:?}");
-    let mut conn = a.store().conn().await.unwrap();
     assert_eq!(
-        runs::latest_runs(&mut conn.db(), 10).await.unwrap().len(),
+        a.store().latest_runs(10).await.unwrap().len(),
         1,
         "a skipped sync writes no run row"
     );
@@ -388,11 +378,7 @@ both_backends!(
         }
         let run = succeeded(outcome);
         assert_eq!(run.fetched, 78);
-        let mut conn = store.conn().await.unwrap();
-        let dead = runs::get_run(&mut conn.db(), dead_run)
-            .await
-            .unwrap()
-            .unwrap();
+        let dead = store.run(dead_run).await.unwrap().unwrap();
         assert_eq!(dead.status, "abandoned");
         assert_eq!(dead.pages, 1, "the dead run's committed page is on its row");
         let cat = catalogue(&store).await;
@@ -421,9 +407,8 @@ both_backends!(
             run.error.as_deref().unwrap_or("").contains("upstream"),
             "{run:?}"
         );
-        let mut conn = store.conn().await.unwrap();
         assert_eq!(
-            runs::get_state(&mut conn.db(), "usgs").await.unwrap(),
+            store.sync_state("usgs").await.unwrap(),
             None,
             "the cursor did not move"
         );

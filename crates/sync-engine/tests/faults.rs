@@ -17,7 +17,7 @@ use common::*;
 use fault_front::{Fault, FaultFront};
 use quake_api::{FdsnClient, HttpOptions};
 use quake_store::testing::TestDb;
-use quake_store::{Store, SyncRun, both_backends, read, runs};
+use quake_store::{Store, SyncRun, both_backends};
 use serde_json::{Value, json};
 use sync_engine::{Engine, EngineConfig, FdsnSource, SyncOutcome, Trigger};
 
@@ -75,8 +75,7 @@ async fn new_rig(cat: Catalogue) -> Rig {
 }
 
 async fn row(store: &Store, id: i64) -> SyncRun {
-    let mut conn = store.conn().await.unwrap();
-    runs::get_run(&mut conn.db(), id).await.unwrap().unwrap()
+    store.run(id).await.unwrap().unwrap()
 }
 
 async fn sync(engine: &Engine) -> SyncOutcome {
@@ -497,12 +496,7 @@ async fn a_generated_that_goes_backwards_never_skips() {
     );
     let engine = engine(store.clone(), &rig.front, 0);
     ok(sync(&engine).await);
-    let mut conn = store.conn().await.unwrap();
-    let got = read::get_event(&mut conn.db(), &x_id)
-        .await
-        .unwrap()
-        .unwrap();
-    drop(conn);
+    let got = store.event(&x_id).await.unwrap().unwrap();
     assert_ne!(got.magnitude, Some(9.9), "the stale page carried the old X");
     assert_eq!(
         cursor(&store, "usgs").await,
@@ -513,12 +507,7 @@ async fn a_generated_that_goes_backwards_never_skips() {
     // The next run (fresh pages) must pick the revision up.
     rig.front.clear();
     ok(sync(&engine).await);
-    let mut conn = store.conn().await.unwrap();
-    let got = read::get_event(&mut conn.db(), &x_id)
-        .await
-        .unwrap()
-        .unwrap();
-    drop(conn);
+    let got = store.event(&x_id).await.unwrap().unwrap();
     assert_eq!(got.magnitude, Some(9.9), "the revision was not skipped");
 
     // Between runs: an upstream reporting an older `generated` moves the cursor back.

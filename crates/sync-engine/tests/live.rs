@@ -17,8 +17,8 @@ use chrono::Utc;
 use common::*;
 use futures_util::SinkExt;
 use quake_api::{EmscClient, FdsnClient, PushOptions};
+use quake_store::Store;
 use quake_store::testing::TestDb;
-use quake_store::{Store, live};
 use serde_json::{Value, json};
 use sync_engine::{
     EmscSource, Engine, EngineConfig, FdsnSource, LiveConfig, LiveRole, Schedule, StatusSnapshot,
@@ -73,24 +73,16 @@ async fn wait(
         .expect("the engine lives");
 }
 
-async fn live_rows(store: &Store) -> Vec<live::LiveLaneRow> {
-    let mut conn = store.conn().await.unwrap();
-    live::rows(&mut conn.db()).await.unwrap()
+async fn live_rows(store: &Store) -> Vec<quake_store::LiveLaneRow> {
+    store.live_lanes().await.unwrap()
 }
 
 async fn rejected(store: &Store) -> Vec<quake_store::RejectedRecord> {
-    let mut conn = store.conn().await.unwrap();
-    quake_store::read::rejected_records(&mut conn.db(), None)
-        .await
-        .unwrap()
+    store.rejected_records(None).await.unwrap()
 }
 
 async fn run_count(store: &Store) -> usize {
-    let mut conn = store.conn().await.unwrap();
-    quake_store::runs::latest_runs(&mut conn.db(), 100)
-        .await
-        .unwrap()
-        .len()
+    store.latest_runs(100).await.unwrap().len()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -601,7 +593,7 @@ quake_store::both_backends!(
 // Leadership
 
 /// Ends `holder`'s PostgreSQL session (a network cut, a server restart).
-async fn terminate(url: &str, holder: &quake_store::lock::LockHolder) {
+async fn terminate(url: &str, holder: &quake_store::LockHolder) {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -616,7 +608,7 @@ async fn terminate(url: &str, holder: &quake_store::lock::LockHolder) {
 }
 
 /// Waits until a session other than `old` holds the live lock.
-async fn retaken(store: &Store, old: &quake_store::lock::LockHolder) {
+async fn retaken(store: &Store, old: &quake_store::LockHolder) {
     let retaken = async {
         loop {
             if let Some(h) = store.live_lock_holder().await.unwrap()

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use quake_api::{EmscClient, FdsnClient};
 use quake_store::testing::TestDb;
-use quake_store::{Store, both_backends, runs};
+use quake_store::{Store, both_backends};
 use serde_json::{Value, json};
 use sync_engine::{BackfillOptions, EmscSource, Engine, EngineConfig, FdsnSource, Source, Trigger};
 use wiremock::matchers::{method, path};
@@ -353,11 +353,7 @@ both_backends!(
         assert_eq!(server.received_requests().await.unwrap().len(), 2);
         assert!(catalogue(&store).await.is_empty());
         assert_eq!(cursor(&store, "usgs").await, None);
-        let mut conn = store.conn().await.unwrap();
-        let row = runs::get_run(&mut conn.db(), run.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let row = store.run(run.id).await.unwrap().unwrap();
         assert_eq!(
             row.error.as_deref(),
             Some(err.as_str()),

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::*;
 use quake_api::FdsnClient;
+use quake_store::Store;
 use quake_store::testing::TestDb;
-use quake_store::{Store, runs};
 use sync_engine::{BackfillOptions, Engine, EngineConfig, FdsnSource, SyncOutcome, Trigger};
 
 /// 78 events; pages of 20 (5 of them).
@@ -277,13 +277,8 @@ async fn a_write_failure_drops_the_page_fetched_ahead() {
         None,
         "the cursor does not move"
     );
-    let mut conn = store.conn().await.unwrap();
-    let row = runs::get_run(&mut conn.db(), run.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let row = store.run(run.id).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.pages), ("failed", 1));
-    drop(conn);
 
     let SyncOutcome::Succeeded(again) = engine.sync_once(Trigger::Cli).await.unwrap() else {
         panic!("the next run succeeds")
@@ -348,11 +343,7 @@ async fn a_backfill_fetches_ahead_and_keeps_what_committed() {
         "pages 1 and 2, once"
     );
     let key = o.key.clone().unwrap();
-    let mut conn = store.conn().await.unwrap();
-    let windows = quake_store::backfill::load_windows(&mut conn.db(), &key)
-        .await
-        .unwrap();
-    drop(conn);
+    let windows = store.backfill_windows(&key).await.unwrap();
     let done: i64 = windows
         .iter()
         .filter(|w| w.is_done())

@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::*;
 use quake_api::FdsnClient;
+use quake_store::Store;
 use quake_store::testing::TestDb;
-use quake_store::{Store, runs};
 use sync_engine::{
     Engine, EngineConfig, FdsnSource, INTERRUPTED, Schedule, Shutdown, StartOutcome, SyncOutcome,
     SyncService, Trigger, UpstreamOutcome,
@@ -74,8 +74,7 @@ async fn shutdown_stops_a_running_sync_after_its_committed_page() {
     assert!(!page2.is_open());
     page2.open();
 
-    let mut conn = store.conn().await.unwrap();
-    let rows = runs::latest_runs(&mut conn.db(), 10).await.unwrap();
+    let rows = store.latest_runs(10).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let run = &rows[0];
     assert_eq!(run.status, "failed");
@@ -86,7 +85,7 @@ async fn shutdown_stops_a_running_sync_after_its_committed_page() {
         20,
         "the committed page stays"
     );
-    let state = runs::get_state(&mut conn.db(), "usgs").await.unwrap();
+    let state = store.sync_state("usgs").await.unwrap();
     assert!(
         state.and_then(|s| s.cursor).is_none(),
         "the cursor does not move"

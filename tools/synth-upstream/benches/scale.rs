@@ -4,7 +4,7 @@
 //!   whole synthetic catalogue from the synthetic upstream (in this process) into a fresh
 //!   database: wall time, events/s, the child's peak RSS (VmHWM, polled from /proc), and the
 //!   upstream's own busy time; then the write path's own rate on the same events in pages of
-//!   the same size (`quake_store::write::apply_page`, no HTTP, into another fresh database),
+//!   the same size (`quake_store::Store::apply_page`, no HTTP, into another fresh database),
 //!   with what generating and parsing them costs, and the ratio backfill / write path.
 //! - `read`: `quakesync serve` on the filled database, over HTTP: p50/p95 of 1000-event
 //!   answers per read shape (time window, bbox, bbox across the antimeridian, radius,
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use quake_store::testing::TestDb;
-use quake_store::{DbConn, Store, StoreOptions};
+use quake_store::{DbConn, PageWrite, Store, StoreOptions};
 use sync_engine::policy::decide;
 use synth_upstream::{Catalogue, Deleted, Filter, SynthConfig, SynthEvent, SynthServer};
 
@@ -280,11 +280,7 @@ async fn store(url: &str) -> Store {
 
 async fn stored_rows(url: &str) -> i64 {
     let s = store(url).await;
-    let mut conn = s.conn().await.unwrap();
-    quake_store::read::catalogue_counts(&mut conn.db())
-        .await
-        .unwrap()
-        .total()
+    s.catalogue_counts().await.unwrap().total()
 }
 
 // ---------------------------------------------------------------------------
@@ -489,10 +485,7 @@ async fn write_path(s: &Settings, cat: &Catalogue, target: &Target) -> WriteFigu
             .collect();
         drop(page);
         let t2 = Instant::now();
-        let mut conn = st.conn().await.unwrap();
-        let res = quake_store::write::apply_page(&mut conn.db(), None, &records, &[], decide)
-            .await
-            .unwrap();
+        let res = (st.apply_page(PageWrite::new(&records), decide).await).unwrap();
         let t3 = Instant::now();
         assert_eq!(res.counts.rejected, 0);
         fig.events += records.len() as u64;

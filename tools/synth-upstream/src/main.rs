@@ -18,9 +18,7 @@ fn usage() -> ExitCode {
 }
 
 fn time(v: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    quake_core::parse_utc(v)
 }
 
 #[actix_web::main]

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::geojson::{self, Metadata};
 use crate::model::{Catalogue, Deleted, Filter, SynthConfig, SynthEvent};
@@ -278,26 +278,15 @@ struct Request {
 
 /// USGS's `strtotime`, floored to the second: `YYYY-MM-DD[(T| )HH:MM[:SS[.f]]][Z|±HH:MM]`.
 pub fn parse_time(value: &str) -> Option<i64> {
-    let v = value.trim().replace(' ', "T");
-    let secs = if let Ok(t) = DateTime::parse_from_rfc3339(&v) {
-        t.timestamp()
-    } else if let Ok(t) = DateTime::parse_from_str(&v, "%Y-%m-%dT%H:%M:%S%.f%:z") {
-        t.timestamp()
-    } else {
-        let naive = v.strip_suffix(['Z', 'z']).unwrap_or(&v);
-        if let Ok(t) = NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f") {
-            t.and_utc().timestamp()
-        } else if let Ok(t) = NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M") {
-            t.and_utc().timestamp()
-        } else {
-            NaiveDate::parse_from_str(naive, "%Y-%m-%d")
-                .ok()?
-                .and_hms_opt(0, 0, 0)?
-                .and_utc()
-                .timestamp()
-        }
+    let t = match quake_core::parse_utc(value) {
+        Some(t) => t,
+        // a date alone is midnight UTC to the USGS (not to quakesync's own parser)
+        None => NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0)?
+            .and_utc(),
     };
-    secs.checked_mul(1000)
+    t.timestamp().checked_mul(1000)
 }
 
 fn parse_request(

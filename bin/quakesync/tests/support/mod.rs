@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quake_store::{Store, StoreOptions, SyncRun, runs};
+use quake_store::{Store, StoreOptions, SyncRun};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -224,8 +224,7 @@ pub async fn store(url: &str) -> Store {
 
 pub async fn all_runs(url: &str) -> Vec<SyncRun> {
     let store = store(url).await;
-    let mut conn = store.conn().await.unwrap();
-    let mut r = runs::latest_runs(&mut conn.db(), 100).await.unwrap();
+    let mut r = store.latest_runs(100).await.unwrap();
     r.reverse();
     r
 }

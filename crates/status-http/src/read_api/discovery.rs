@@ -103,7 +103,7 @@ fn name_list(root: &str, child: &str, names: &[String]) -> String {
 /// `GET /fdsnws/event/1/catalogs`: `<Catalogs><Catalog>us</Catalog>…</Catalogs>`.
 pub(crate) async fn catalogs(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let store = state.engine().store().clone();
-    match db(&store, async |c| quake_store::query::catalogs(c).await).await {
+    match db(store.catalogs()).await {
         Ok(names) => text("application/xml", name_list("Catalogs", "Catalog", &names)),
         Err(e) => fdsn_http_error(&req, e),
     }
@@ -112,7 +112,7 @@ pub(crate) async fn catalogs(state: web::Data<AppState>, req: HttpRequest) -> Ht
 /// `GET /fdsnws/event/1/contributors`: `<Contributors><Contributor>ci</Contributor>…`.
 pub(crate) async fn contributors(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let store = state.engine().store().clone();
-    match db(&store, async |c| quake_store::query::contributors(c).await).await {
+    match db(store.contributors()).await {
         Ok(names) => text(
             "application/xml",
             name_list("Contributors", "Contributor", &names),

@@ -29,7 +29,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use quake_store::query::{After, EventQuery, MAX_LIMIT, PageMarks, Position};
+use quake_store::{After, EventQuery, MAX_LIMIT, PageMarks, Position};
 use quake_store::{Earthquake, Store};
 
 pub use params::{Format, ReadRequest, parse_request, parse_time};
@@ -166,13 +166,7 @@ impl Chunks {
         let store = self.store.clone();
         let marks = self.marks.clone();
         let at = self.position;
-        let page = tokio::time::timeout(DB_QUERY_TIMEOUT, async move {
-            let mut conn = store.conn().await?;
-            let page =
-                quake_store::query::query_events_marked(&mut conn.db(), &marks, &q, at).await?;
-            Ok::<_, HttpError>(page)
-        })
-        .await??;
+        let page = db(store.query_events_marked(&marks, &q, at)).await?;
         let rows = page.rows;
         // Later chunks continue after the last row; the offset applied to the first only.
         let before = match self.position {
@@ -199,16 +193,8 @@ impl Chunks {
     }
 }
 
-async fn db<T>(
-    store: &Store,
-    f: impl AsyncFnOnce(&mut quake_store::DbConn<'_>) -> quake_store::diesel_error::QueryResult<T>,
-) -> Result<T, HttpError> {
-    tokio::time::timeout(DB_QUERY_TIMEOUT, async {
-        let mut conn = store.conn().await?;
-        let mut db = conn.db();
-        Ok::<_, HttpError>(f(&mut db).await?)
-    })
-    .await?
+async fn db<T>(query: impl Future<Output = quake_store::Result<T>>) -> Result<T, HttpError> {
+    Ok(tokio::time::timeout(DB_QUERY_TIMEOUT, query).await??)
 }
 
 /// `GET /fdsnws/event/1/query`.
@@ -226,10 +212,7 @@ async fn answer_query(state: &AppState, req: &HttpRequest) -> Result<HttpRespons
     let store = state.engine().store().clone();
 
     if let Some(id) = q.eventid.clone() {
-        let found = db(&store, async |c| {
-            quake_store::query::find_by_any_id(c, &id).await
-        })
-        .await?;
+        let found = db(store.find_by_any_id(&id)).await?;
         let Some(ev) = found else {
             return Ok(no_data(req, request.nodata));
         };
@@ -261,11 +244,7 @@ async fn answer_query(state: &AppState, req: &HttpRequest) -> Result<HttpRespons
     let mut total = None;
     if q.limit.is_none() {
         // USGS: a result over the cap without `limit` is refused, not truncated.
-        let n = db(&store, async |c| {
-            quake_store::query::count_events(c, &q).await
-        })
-        .await?
-            - q.skip();
+        let n = db(store.count_events(&q)).await? - q.skip();
         if n > MAX_LIMIT {
             return Err(HttpError::BadRequest(format!(
                 "{n} matching events exceeds search limit of {MAX_LIMIT}: give a limit \
@@ -285,13 +264,7 @@ async fn answer_query(state: &AppState, req: &HttpRequest) -> Result<HttpRespons
     } else if request.format == Format::GeoJson {
         let n = match total {
             Some(n) => n,
-            None => {
-                db(&store, async |c| {
-                    quake_store::query::count_events(c, &q).await
-                })
-                .await?
-                    - q.skip()
-            }
+            None => db(store.count_events(&q)).await? - q.skip(),
         };
         q.limit.map_or(n, |l| n.min(l)).max(first.len() as i64)
     } else {
@@ -386,10 +359,7 @@ pub(crate) async fn count(state: web::Data<AppState>, req: HttpRequest) -> HttpR
         let request = parse_request(req.query_string(), Format::Text)?;
         let q = request.query;
         let store = state.engine().store().clone();
-        let n = db(&store, async |c| {
-            quake_store::query::count_events(c, &q).await
-        })
-        .await?;
+        let n = db(store.count_events(&q)).await?;
         let n = (n - q.skip()).max(0);
         let n = q.limit.map_or(n, |l| n.min(l));
         Ok::<_, HttpError>(if request.format == Format::GeoJson {

@@ -7,7 +7,7 @@
 use actix_web::web;
 use chrono::{DateTime, NaiveDate, Utc};
 use quake_store::Ts;
-use quake_store::query::{
+use quake_store::{
     EventQuery, IncludeDeleted, MAX_LIMIT, OrderBy, Radius, ReviewStatus, is_plain_word,
 };
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::dev::ServiceResponse;
 use chrono::{DateTime, Utc};
 use quake_api::{FdsnClient, HttpOptions, parse_usgs_collection};
-use quake_store::{EventRecord, Store, Ts, write};
+use quake_store::{EventRecord, PageWrite, Store, Ts};
 use serde_json::Value;
 use status_http::AppState;
 use sync_engine::policy::decide;
@@ -141,9 +141,9 @@ impl WithProperties for EventRecord {
 
 /// Writes records through `apply_page`, in pages of `page` records.
 pub async fn fill(store: &Store, records: &[EventRecord], page: usize) {
-    let mut conn = store.conn().await.unwrap();
     for chunk in records.chunks(page.max(1)) {
-        let r = write::apply_page(&mut conn.db(), None, chunk, &[], decide)
+        let r = store
+            .apply_page(PageWrite::new(chunk), decide)
             .await
             .unwrap();
         assert_eq!(r.counts.rejected, 0, "{:?}", r.outcomes);
@@ -292,14 +292,7 @@ pub fn serve(state: AppState) -> (String, actix_web::dev::ServerHandle) {
 
 /// Sets `last_changed_at` of every row to `t` (to age a catalogue in a test).
 pub async fn set_last_changed(store: &Store, t: Ts) {
-    use diesel::ExpressionMethods;
-    use diesel_async::RunQueryDsl;
-    use quake_store::schema::earthquakes;
-    let mut conn = store.conn().await.unwrap();
-    let mut db = conn.db();
-    quake_store::dispatch!(&mut db, c => diesel::update(earthquakes::table)
-        .set(earthquakes::last_changed_at.eq(t))
-        .execute(c)
-        .await)
-    .unwrap();
+    quake_store::testing::set_last_changed(store, t)
+        .await
+        .unwrap();
 }

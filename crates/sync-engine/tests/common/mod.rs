@@ -461,8 +461,8 @@ pub fn counts(r: &quake_store::SyncRun) -> (i64, i64, i64, i64, i64, i64, i64) {
 pub async fn catalogue(
     store: &quake_store::Store,
 ) -> std::collections::BTreeMap<String, quake_store::Earthquake> {
-    let mut conn = store.conn().await.unwrap();
-    quake_store::read::all_events(&mut conn.db())
+    store
+        .all_events()
         .await
         .unwrap()
         .into_iter()
@@ -558,8 +558,8 @@ pub async fn stored(store: &quake_store::Store) -> BTreeMap<String, i64> {
 
 /// The source's stored cursor.
 pub async fn cursor(store: &quake_store::Store, source: &str) -> Option<DateTime<Utc>> {
-    let mut conn = store.conn().await.unwrap();
-    quake_store::runs::get_state(&mut conn.db(), source)
+    store
+        .sync_state(source)
         .await
         .unwrap()
         .and_then(|s| s.cursor)

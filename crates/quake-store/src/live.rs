@@ -83,7 +83,7 @@ pub struct LiveBatch<'a> {
 pub async fn add_batch(conn: &mut DbConn<'_>, b: &LiveBatch<'_>, k: &RunCounts) -> QueryResult<()> {
     use live_lane::dsl as l;
     let now = Ts::now();
-    let changed = k.inserted + k.updated + k.deleted + k.merged > 0;
+    let changed = k.changed();
     let row = LiveLaneRow {
         source: b.source.to_string(),
         batches: 1,

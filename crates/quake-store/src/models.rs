@@ -205,6 +205,12 @@ pub struct RunCounts {
 }
 
 impl RunCounts {
+    /// True when something was inserted, updated, deleted or merged (the catalogue
+    /// changed).
+    pub fn changed(&self) -> bool {
+        self.inserted + self.updated + self.deleted + self.merged > 0
+    }
+
     pub fn add(&mut self, o: &RunCounts) {
         self.fetched += o.fetched;
         self.inserted += o.inserted;

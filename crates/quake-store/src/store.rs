@@ -30,6 +30,8 @@ macro_rules! on_conn {
         Ok($call.await?)
     }};
 }
+#[cfg(feature = "test-util")]
+pub(crate) use on_conn;
 
 /// The write path.
 impl Store {

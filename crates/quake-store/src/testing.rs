@@ -91,15 +91,13 @@ pub async fn query_events_plain_offset(
     store: &Store,
     q: &crate::EventQuery,
 ) -> crate::Result<Vec<crate::Earthquake>> {
-    let mut conn = store.conn().await?;
-    Ok(crate::query::query_events_plain_offset(&mut conn.db(), q).await?)
+    crate::store::on_conn!(store, c => crate::query::query_events_plain_offset(c, q))
 }
 
 /// The catalogue's counts by a full scan: the reference the maintained counters
 /// ([`Store::catalogue_counts`]) are tested against.
 pub async fn catalogue_counts_scan(store: &Store) -> crate::Result<crate::CatalogueCounts> {
-    let mut conn = store.conn().await?;
-    Ok(crate::read::catalogue_counts_scan(&mut conn.db()).await?)
+    crate::store::on_conn!(store, c => crate::read::catalogue_counts_scan(c))
 }
 
 /// Applies `page` as [`Store::apply_page`] does, inside a transaction that is then rolled

@@ -229,7 +229,7 @@ pub(crate) async fn apply(
             }
             Beside::LiveBatch(b) => {
                 let k = &result.counts;
-                if k.inserted + k.updated + k.deleted + k.merged + k.rejected > 0 {
+                if k.changed() || k.rejected > 0 {
                     crate::live::add_batch(&mut db, b, k).await?;
                 }
             }

@@ -427,7 +427,7 @@ impl Engine {
         match holder.is_held().await {
             Ok(true) => Ok(()),
             Ok(false) => Err("lost the cluster-wide sync lock (the database restarted or the lock's connection closed); stopped before writing".into()),
-            Err(e) => Err(format!("database: {e}")),
+            Err(e) => Err(db_error(e)),
         }
     }
 

@@ -50,7 +50,7 @@ use quake_api::{
     ApiError, EmscPush, FeedClient, FeedPoll, HttpOptions, PushMessage, PushOptions, Validators,
 };
 use quake_store::LockCheck;
-use quake_store::{EventRecord, NewRejected, PageResult, PageWrite, RunCounts, Ts};
+use quake_store::{EventRecord, NewRejected, PageResult, PageWrite, Ts};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -413,7 +413,7 @@ impl Runner {
     }
 
     async fn still_leader(&self, check: &LockCheck) -> Result<bool, String> {
-        check.is_held().await.map_err(|e| format!("database: {e}"))
+        check.is_held().await.map_err(crate::engine::db_error)
     }
 
     /// Polls the feed until cancelled or the lock is lost.
@@ -659,7 +659,7 @@ impl Runner {
         };
         self.engine.observe_lag(Lane::Live, &batch.records, &res);
         let k = res.counts;
-        let changed = changed(&k);
+        let changed = k.changed();
         let now = Utc::now();
         self.status(|l| {
             l.polls.modified += 1;
@@ -687,11 +687,6 @@ fn later(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
-}
-
-/// True when a batch inserted, updated, deleted or merged something.
-fn changed(k: &RunCounts) -> bool {
-    k.inserted + k.updated + k.deleted + k.merged > 0
 }
 
 /// A catch-up through the incremental sync, after the push connection (re)opened. A sync

@@ -27,6 +27,13 @@ pub const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `/sync-runs` waits for the database.
 pub const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A store call bounded by [`DB_QUERY_TIMEOUT`] (what the read API and `/sync-runs` ask).
+pub(crate) async fn db<T>(
+    query: impl Future<Output = quake_store::Result<T>>,
+) -> Result<T, HttpError> {
+    Ok(tokio::time::timeout(DB_QUERY_TIMEOUT, query).await??)
+}
+
 /// Largest request body accepted (`POST /sync` takes none: a larger one is refused with 413).
 pub const MAX_BODY_BYTES: usize = 4 * 1024;
 

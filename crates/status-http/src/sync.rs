@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use sync_engine::{Engine, SchedulerHandle, StartOutcome, StatusSnapshot, SyncOutcome, Trigger};
 use tokio::sync::watch;
 
-use crate::{AppState, DB_QUERY_TIMEOUT, HttpError, minutes};
+use crate::{AppState, HttpError, db, minutes};
 
 /// Answered from memory only: never waits on a sync or the database. The body is
 /// serialized once per change (a run starting, a page committing, a run ending, the
@@ -367,8 +367,7 @@ pub(crate) async fn sync_runs(
                 ))
             })?,
     };
-    let runs =
-        tokio::time::timeout(DB_QUERY_TIMEOUT, state.engine.store().latest_runs(limit)).await??;
+    let runs = db(state.engine.store().latest_runs(limit)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "limit": limit,
         "runs": runs.iter().map(RunBody::of).collect::<Vec<_>>(),

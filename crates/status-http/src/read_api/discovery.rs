@@ -7,8 +7,8 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::params::PARAMS;
-use super::{SERVICE_VERSION, db, fdsn_http_error};
-use crate::AppState;
+use super::{SERVICE_VERSION, fdsn_http_error};
+use crate::{AppState, db};
 
 fn text(content_type: &str, body: String) -> HttpResponse {
     HttpResponse::Ok()

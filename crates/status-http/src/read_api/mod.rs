@@ -34,7 +34,7 @@ use quake_store::{Earthquake, Store};
 
 pub use params::{Format, ReadRequest, parse_request, parse_time};
 
-use crate::{AppState, DB_QUERY_TIMEOUT, HttpError};
+use crate::{AppState, HttpError, db};
 
 /// `metadata.api` of the GeoJSON answers.
 pub const API_VERSION: &str = concat!("quakesync-", env!("CARGO_PKG_VERSION"));
@@ -191,10 +191,6 @@ impl Chunks {
         }
         Ok(rows)
     }
-}
-
-async fn db<T>(query: impl Future<Output = quake_store::Result<T>>) -> Result<T, HttpError> {
-    Ok(tokio::time::timeout(DB_QUERY_TIMEOUT, query).await??)
 }
 
 /// `GET /fdsnws/event/1/query`.

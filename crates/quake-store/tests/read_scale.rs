@@ -244,12 +244,26 @@ both_backends!(
                 IncludeDeleted::Yes,
                 IncludeDeleted::Only,
             ] {
-                // boxes: wide (walked in time order), small (the point index), none
-                for (filter, starttime, box_) in [
-                    ("none", None, None),
-                    ("starttime", Some(ms(1_600_000_300_000)), None),
-                    ("box", None, Some((-10.0, 50.0, -100.0, 100.0))),
-                    ("small box", None, Some((0.0, 10.0, -20.0, 20.0))),
+                // boxes: wide (walked in time order), small (the point index), none;
+                // magnitude ranges: about 2/7 and 1/7 of the rows (on SQLite read from the
+                // magnitude index when the page wants enough of them, walked otherwise)
+                for (filter, starttime, box_, magnitude) in [
+                    ("none", None, None, (None, None)),
+                    ("starttime", Some(ms(1_600_000_300_000)), None, (None, None)),
+                    (
+                        "box",
+                        None,
+                        Some((-10.0, 50.0, -100.0, 100.0)),
+                        (None, None),
+                    ),
+                    (
+                        "small box",
+                        None,
+                        Some((0.0, 10.0, -20.0, 20.0)),
+                        (None, None),
+                    ),
+                    ("minmagnitude", None, None, (Some(2.5), None)),
+                    ("magnitude range", None, None, (Some(2.9), Some(3.1))),
                 ] {
                     for offset in [
                         1,
@@ -270,6 +284,8 @@ both_backends!(
                                 maxlatitude: box_.map(|b| b.1),
                                 minlongitude: box_.map(|b| b.2),
                                 maxlongitude: box_.map(|b| b.3),
+                                minmagnitude: magnitude.0,
+                                maxmagnitude: magnitude.1,
                                 limit: Some(limit),
                                 offset: Some(offset),
                                 ..EventQuery::default()
@@ -293,7 +309,7 @@ both_backends!(
                 }
             }
         }
-        assert_eq!(compared, 4 * 3 * 4 * 8 * 3);
+        assert_eq!(compared, 4 * 3 * 6 * 8 * 3);
         assert!(
             rows_seen > 10_000,
             "the pages compared were mostly empty: {rows_seen}"

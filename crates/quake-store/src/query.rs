@@ -924,21 +924,7 @@ async fn sqlite_magnitude_sparse(
     {
         return Ok(false);
     }
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let total: N = diesel::sql_query(
-        "SELECT COALESCE((SELECT live + deleted + merged FROM catalogue_counts), 0) AS n",
-    )
-    .get_result(c)
-    .await?;
-    let want = limit.saturating_add(query.skip()).clamp(1, total.n.max(1));
-    let cap = ((want as f64) * (total.n as f64) / MAGNITUDE_ROW_COST)
-        .sqrt()
-        .ceil() as i64
-        + 1;
+    let cap = count_cap(c, query, limit, MAGNITUDE_ROW_COST).await?;
     let mut range = Vec::new();
     if let Some(lo) = query.minmagnitude {
         range.push(format!("magnitude >= {}", num(lo)));
@@ -946,14 +932,55 @@ async fn sqlite_magnitude_sparse(
     if let Some(hi) = query.maxmagnitude {
         range.push(format!("magnitude <= {}", num(hi)));
     }
-    let counted: N = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM (SELECT 1 FROM earthquakes INDEXED BY \
-         earthquakes_magnitude_id_idx WHERE {} LIMIT {cap}) AS k",
-        range.join(" AND ")
+    let counted = capped_count(
+        c,
+        &format!(
+            "earthquakes INDEXED BY earthquakes_magnitude_id_idx WHERE {}",
+            range.join(" AND ")
+        ),
+        cap,
+    )
+    .await?;
+    Ok(counted < cap)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// How far a capped count of index entries may go before walking the time index is the
+/// cheaper plan for a page of `limit` rows after `query`'s skip: reading and sorting `k`
+/// entries costs about `row_cost` steps of the walk each, the walk `want × rows / k` steps,
+/// so reading the entries pays while `k² < want × rows / row_cost` (rows from the maintained
+/// `catalogue_counts`, no scan).
+async fn count_cap<C>(c: &mut C, query: &EventQuery, limit: i64, row_cost: f64) -> QueryResult<i64>
+where
+    C: diesel_async::AsyncConnection,
+    for<'q> diesel::query_builder::SqlQuery: diesel_async::methods::LoadQuery<'q, C, Count>,
+{
+    let total: Count = diesel::sql_query(
+        "SELECT COALESCE((SELECT live + deleted + merged FROM catalogue_counts), 0) AS n",
+    )
+    .get_result(c)
+    .await?;
+    let want = limit.saturating_add(query.skip()).clamp(1, total.n.max(1));
+    Ok(((want as f64) * (total.n as f64) / row_cost).sqrt().ceil() as i64 + 1)
+}
+
+/// The rows of `from_where` (`table [INDEXED BY …] WHERE …`), counted no further than `cap`.
+async fn capped_count<C>(c: &mut C, from_where: &str, cap: i64) -> QueryResult<i64>
+where
+    C: diesel_async::AsyncConnection,
+    for<'q> diesel::query_builder::SqlQuery: diesel_async::methods::LoadQuery<'q, C, Count>,
+{
+    let counted: Count = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM {from_where} LIMIT {cap}) AS k"
     ))
     .get_result(c)
     .await?;
-    Ok(counted.n < cap)
+    Ok(counted.n)
 }
 
 /// What reading one entry of a magnitude range costs on SQLite (its table row included), in
@@ -996,21 +1023,7 @@ async fn pg_spatial_plan(
         // Only the time index carries the coordinates: leave other orders to the planner.
         return Ok(Spatial::Groups);
     }
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let total: N = diesel::sql_query(
-        "SELECT COALESCE((SELECT live + deleted + merged FROM catalogue_counts), 0) AS n",
-    )
-    .get_result(c)
-    .await?;
-    let want = limit.saturating_add(query.skip()).clamp(1, total.n.max(1));
-    let cap = ((want as f64) * (total.n as f64) / BOX_ROW_COST)
-        .sqrt()
-        .ceil() as i64
-        + 1;
+    let cap = count_cap(c, query, limit, BOX_ROW_COST).await?;
     // Each group of boxes (the box filter, the radius) alone selects a superset of the
     // answer: the smallest group decides.
     let mut best: Option<(i64, Vec<GeoBox>)> = None;
@@ -1019,18 +1032,18 @@ async fn pg_spatial_plan(
         for b in &boxes {
             // One box per statement: an OR of two would be a bitmap scan, which cannot stop
             // at the cap.
-            let counted: N = diesel::sql_query(format!(
-                "SELECT count(*) AS n FROM (SELECT 1 FROM earthquakes WHERE \
-                 point(longitude, latitude) <@ box(point({}, {}), point({}, {})) LIMIT {}) AS k",
-                num(b.0),
-                num(b.1),
-                num(b.2),
-                num(b.3),
-                cap - in_group
-            ))
-            .get_result(c)
+            in_group += capped_count(
+                c,
+                &format!(
+                    "earthquakes WHERE point(longitude, latitude) <@ box(point({}, {}), point({}, {}))",
+                    num(b.0),
+                    num(b.1),
+                    num(b.2),
+                    num(b.3),
+                ),
+                cap - in_group,
+            )
             .await?;
-            in_group += counted.n;
             if in_group >= cap {
                 break;
             }

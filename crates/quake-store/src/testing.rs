@@ -140,6 +140,27 @@ pub async fn set_last_changed(store: &Store, t: Ts) -> crate::Result<()> {
     Ok(())
 }
 
+/// A setting of a pooled PostgreSQL connection (`current_setting`); `None` on SQLite.
+pub async fn pg_session_setting(store: &Store, name: &str) -> crate::Result<Option<String>> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let mut conn = store.conn().await?;
+    match conn.db() {
+        crate::pool::DbConn::Pg(c) => {
+            let s: Setting = diesel::sql_query("SELECT current_setting($1) AS value")
+                .bind::<diesel::sql_types::Text, _>(name)
+                .get_result(c)
+                .await?;
+            Ok(Some(s.value))
+        }
+        crate::pool::DbConn::Sqlite(_) => Ok(None),
+    }
+}
+
 /// Skips (returns `None`) or, under CI, fails.
 fn unavailable(test: &str, why: &str) -> Option<TestDb> {
     if under_ci() {

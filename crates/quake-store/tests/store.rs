@@ -494,3 +494,26 @@ async fn bad_urls_are_named_and_passwords_hidden() {
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(msg.contains("password=***"), "{msg}");
 }
+
+/// Every pooled PostgreSQL connection runs without JIT and without parallel workers (their
+/// fixed costs doubled a 1000-event box page at 5M rows), in UTC, with the statement timeout.
+#[tokio::test]
+async fn pooled_postgres_connections_run_without_jit_or_parallel_workers() {
+    let Some(db) =
+        TestDb::postgres("pooled_postgres_connections_run_without_jit_or_parallel_workers").await
+    else {
+        return;
+    };
+    let store: Store = db.store().await;
+    let setting = async |name: &str| {
+        quake_store::testing::pg_session_setting(&store, name)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(setting("jit").await, "off");
+    assert_eq!(setting("max_parallel_workers_per_gather").await, "0");
+    assert_eq!(setting("TimeZone").await, "UTC");
+    assert_eq!(setting("statement_timeout").await, "1min");
+    assert_eq!(setting("application_name").await, "quakesync");
+}

@@ -1054,13 +1054,7 @@ async fn pg_spatial_plan(
             // at the cap.
             in_group += capped_count(
                 c,
-                &format!(
-                    "earthquakes WHERE point(longitude, latitude) <@ box(point({}, {}), point({}, {}))",
-                    num(b.0),
-                    num(b.1),
-                    num(b.2),
-                    num(b.3),
-                ),
+                &format!("earthquakes WHERE {}", pg_in_box_sql(b)),
                 cap - in_group,
             )
             .await?;
@@ -1073,6 +1067,18 @@ async fn pg_spatial_plan(
         }
     }
     Ok(best.map_or(Spatial::Walk, |(_, boxes)| Spatial::Boxes(boxes)))
+}
+
+/// `point(longitude, latitude) <@ box(…)` for one box, as SQL text (the statements that plan
+/// a spatial read; the read itself binds its boxes, [`pg_in_boxes`]).
+fn pg_in_box_sql(b: &GeoBox) -> String {
+    format!(
+        "point(longitude, latitude) <@ box(point({}, {}), point({}, {}))",
+        num(b.0),
+        num(b.1),
+        num(b.2),
+        num(b.3)
+    )
 }
 
 /// How many entries of the time index [`pg_walk_sample`] reads (about 3 ms at 5M rows).
@@ -1111,18 +1117,7 @@ async fn pg_walk_sample(
     let hit = groups
         .iter()
         .map(|g| {
-            let any: Vec<String> = g
-                .iter()
-                .map(|b| {
-                    format!(
-                        "point(longitude, latitude) <@ box(point({}, {}), point({}, {}))",
-                        num(b.0),
-                        num(b.1),
-                        num(b.2),
-                        num(b.3)
-                    )
-                })
-                .collect();
+            let any: Vec<String> = g.iter().map(pg_in_box_sql).collect();
             format!("({})", any.join(" OR "))
         })
         .collect::<Vec<_>>()

@@ -926,7 +926,7 @@ async fn sqlite_magnitude_sparse(
     {
         return Ok(false);
     }
-    let cap = count_cap(c, query, limit, MAGNITUDE_ROW_COST).await?;
+    let CountCap { cap, .. } = count_cap(c, query, limit, MAGNITUDE_ROW_COST).await?;
     let mut range = Vec::new();
     if let Some(lo) = query.minmagnitude {
         range.push(format!("magnitude >= {}", num(lo)));
@@ -952,12 +952,24 @@ struct Count {
     n: i64,
 }
 
+/// What [`count_cap`] found: `want`, the rows the walk must find (`limit` after `query`'s
+/// skip, within the table), and `cap`, how far a count of index entries may go.
+struct CountCap {
+    want: i64,
+    cap: i64,
+}
+
 /// How far a capped count of index entries may go before walking the time index is the
 /// cheaper plan for a page of `limit` rows after `query`'s skip: reading and sorting `k`
 /// entries costs about `row_cost` steps of the walk each, the walk `want × rows / k` steps,
 /// so reading the entries pays while `k² < want × rows / row_cost` (rows from the maintained
 /// `catalogue_counts`, no scan).
-async fn count_cap<C>(c: &mut C, query: &EventQuery, limit: i64, row_cost: f64) -> QueryResult<i64>
+async fn count_cap<C>(
+    c: &mut C,
+    query: &EventQuery,
+    limit: i64,
+    row_cost: f64,
+) -> QueryResult<CountCap>
 where
     C: diesel_async::AsyncConnection,
     for<'q> diesel::query_builder::SqlQuery: diesel_async::methods::LoadQuery<'q, C, Count>,
@@ -968,7 +980,8 @@ where
     .get_result(c)
     .await?;
     let want = limit.saturating_add(query.skip()).clamp(1, total.n.max(1));
-    Ok(((want as f64) * (total.n as f64) / row_cost).sqrt().ceil() as i64 + 1)
+    let cap = ((want as f64) * (total.n as f64) / row_cost).sqrt().ceil() as i64 + 1;
+    Ok(CountCap { want, cap })
 }
 
 /// The rows of `from_where` (`table [INDEXED BY …] WHERE …`), counted no further than `cap`.
@@ -1034,13 +1047,15 @@ async fn pg_spatial_plan(
         // Only the time index carries the coordinates: leave other orders to the planner.
         return Ok(Spatial::Groups);
     }
-    let cap = count_cap(c, query, limit, BOX_ROW_COST).await?;
     let groups = pg_point_boxes(query);
+    if groups.is_empty() {
+        return Ok(Spatial::Walk);
+    }
+    let CountCap { want, cap } = count_cap(c, query, limit, BOX_ROW_COST).await?;
     // Where the walk would start, the boxes are dense enough that walking is the cheaper
     // plan: no count. The walk pays while its density of hits `d` has `want / d <
     // BOX_ROW_COST × d × rows`, i.e. `d > want / (BOX_ROW_COST × cap)` with the cap above.
     let (hits, sampled) = pg_walk_sample(c, query, &groups).await?;
-    let want = limit.saturating_add(query.skip()).max(1);
     if (hits as f64) * BOX_ROW_COST * (cap as f64) > (want as f64) * (sampled as f64) {
         return Ok(Spatial::Walk);
     }
@@ -1086,7 +1101,7 @@ const WALK_SAMPLE: i64 = 10_000;
 
 /// Of the first [`WALK_SAMPLE`] entries of the covering time index that the walk would read
 /// (in the query's time order, inside its time window; its other filters left out), how many
-/// lie in every group of boxes, and how many were read: an index-only scan, its cost bounded
+/// lie in every group of boxes (`groups` not empty), and how many were read: an index-only scan, its cost bounded
 /// by the sample and not by the boxes (at 5M rows a capped count of a dense box read 29,000
 /// point-index entries, about 19 ms, before a walk of 6,000 entries found the page).
 async fn pg_walk_sample(
@@ -1101,13 +1116,13 @@ async fn pg_walk_sample(
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let literal = |t: &Ts| t.0.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut window = Vec::new();
-    if let Some(t) = &query.starttime {
-        window.push(format!("time >= '{}'", literal(t)));
-    }
-    if let Some(t) = &query.endtime {
-        window.push(format!("time <= '{}'", literal(t)));
+    let mut bounds = Vec::new();
+    for (bound, op) in [(&query.starttime, ">="), (&query.endtime, "<=")] {
+        if let Some(t) = bound {
+            bounds.push(*t);
+            window.push(format!("time {op} ${}", bounds.len()));
+        }
     }
     let window = if window.is_empty() {
         String::new()
@@ -1122,23 +1137,21 @@ async fn pg_walk_sample(
         })
         .collect::<Vec<_>>()
         .join(" AND ");
-    let hit = if hit.is_empty() {
-        "TRUE".to_string()
-    } else {
-        hit
-    };
     let dir = if query.orderby == OrderBy::TimeAsc {
         "ASC"
     } else {
         "DESC"
     };
-    let sample: Sample = diesel::sql_query(format!(
+    let mut statement = diesel::sql_query(format!(
         "SELECT count(*) FILTER (WHERE {hit}) AS hits, count(*) AS n FROM \
          (SELECT longitude, latitude FROM earthquakes {window} \
           ORDER BY time {dir}, id {dir} LIMIT {WALK_SAMPLE}) AS s"
     ))
-    .get_result(c)
-    .await?;
+    .into_boxed::<diesel::pg::Pg>();
+    for t in bounds {
+        statement = statement.bind::<crate::schema::sql_types::UtcTs, _>(t);
+    }
+    let sample: Sample = statement.get_result(c).await?;
     Ok((sample.hits, sample.n))
 }
 

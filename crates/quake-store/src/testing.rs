@@ -94,6 +94,16 @@ pub async fn query_events_plain_offset(
     crate::store::on_conn!(store, c => crate::query::query_events_plain_offset(c, q))
 }
 
+/// The rows `q` selects with a time-ordered box or radius read by walking its cells on
+/// PostgreSQL whenever it touches few enough, whatever the plan would choose (on SQLite, as
+/// [`Store::query_events`]).
+pub async fn query_events_by_cells(
+    store: &Store,
+    q: &crate::EventQuery,
+) -> crate::Result<Vec<crate::Earthquake>> {
+    crate::store::on_conn!(store, c => crate::query::query_events_by_cells(c, q))
+}
+
 /// The catalogue's counts by a full scan: the reference the maintained counters
 /// ([`Store::catalogue_counts`]) are tested against.
 pub async fn catalogue_counts_scan(store: &Store) -> crate::Result<crate::CatalogueCounts> {

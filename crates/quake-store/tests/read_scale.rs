@@ -552,3 +552,95 @@ both_backends!(
         assert_eq!(n, 400);
     }
 );
+
+both_backends!(
+    boxes_walked_by_cells_equal_plain_statements,
+    async |db: TestDb| {
+        let store: Store = db.store().await;
+        store_seeded(&store, 3 * KEYSET_SKIP as usize).await;
+        let radius = |latitude, longitude, max_deg| quake_store::Radius {
+            latitude,
+            longitude,
+            min_deg: 0.0,
+            max_deg,
+        };
+        // Boxes whose edges lie on cell edges (multiples of 5°) and inside cells, one across
+        // the antimeridian, radii (one across it), a radius with a box beside it, a time window.
+        let shapes = [
+            (
+                "box on cell edges",
+                Some((-10.0, 10.0, -20.0, 15.0)),
+                None,
+                None,
+            ),
+            (
+                "box inside cells",
+                Some((-7.5, 3.2, 11.0, 12.0)),
+                None,
+                None,
+            ),
+            ("box across", Some((-25.0, -14.0, 160.0, 200.0)), None, None),
+            (
+                "one cell's corner",
+                Some((40.0, 40.0, 45.0, 45.0)),
+                None,
+                None,
+            ),
+            ("radius", None, Some(radius(-20.0, 30.0, 6.0)), None),
+            ("radius across", None, Some(radius(0.0, 178.0, 8.0)), None),
+            (
+                "radius and box",
+                Some((0.0, 40.0, -200.0, -160.0)),
+                Some(radius(10.0, -175.0, 9.0)),
+                None,
+            ),
+            (
+                "box and time window",
+                Some((-30.0, 30.0, -30.0, 30.0)),
+                None,
+                Some(ms(1_600_000_300_000)),
+            ),
+        ];
+        let mut rows_seen = 0;
+        for orderby in [OrderBy::Time, OrderBy::TimeAsc] {
+            for includedeleted in [IncludeDeleted::No, IncludeDeleted::Only] {
+                for (what, box_, radius, starttime) in &shapes {
+                    for offset in [1, 2, 40, KEYSET_SKIP + 1] {
+                        for limit in [1, 13, 1000] {
+                            let q = EventQuery {
+                                orderby,
+                                includedeleted,
+                                starttime: *starttime,
+                                minlatitude: box_.map(|b| b.0),
+                                maxlatitude: box_.map(|b| b.1),
+                                minlongitude: box_.map(|b| b.2),
+                                maxlongitude: box_.map(|b| b.3),
+                                radius: *radius,
+                                limit: Some(limit),
+                                offset: Some(offset),
+                                ..EventQuery::default()
+                            };
+                            let cells =
+                                ids(quake_store::testing::query_events_by_cells(&store, &q)
+                                    .await
+                                    .unwrap());
+                            let plain =
+                                ids(quake_store::testing::query_events_plain_offset(&store, &q)
+                                    .await
+                                    .unwrap());
+                            assert_eq!(
+                                cells, plain,
+                                "{orderby:?} {includedeleted:?} {what} offset {offset} limit {limit}"
+                            );
+                            rows_seen += plain.len();
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            rows_seen > 1000,
+            "the pages compared were mostly empty: {rows_seen}"
+        );
+    }
+);

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS earthquakes_cell_time_idx;

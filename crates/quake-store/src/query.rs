@@ -630,15 +630,14 @@ async fn query_events_by(
         DbConn::Pg(c) => {
             let all = pg_point_boxes(query);
             let spatial = keyset && !all.is_empty();
-            let plan = match fewest_cells(&all) {
-                Some(cells)
-                    if read == Read::Cells
-                        && matches!(query.orderby, OrderBy::Time | OrderBy::TimeAsc) =>
-                {
-                    Spatial::Cells(cells)
-                }
-                _ if spatial => pg_spatial_plan(c, query, limit).await?,
-                _ => Spatial::Groups,
+            let forced = (read == Read::Cells
+                && matches!(query.orderby, OrderBy::Time | OrderBy::TimeAsc))
+            .then(|| fewest_cells(&all))
+            .flatten();
+            let plan = match forced {
+                Some(cells) => Spatial::Cells(cells),
+                None if spatial => pg_spatial_plan(c, query, limit).await?,
+                None => Spatial::Groups,
             };
             if let Spatial::Cells(cells) = &plan {
                 return pg_cells_walk(c, query, cells, limit, skip).await;
@@ -1198,11 +1197,7 @@ async fn pg_walk_sample(
         })
         .collect::<Vec<_>>()
         .join(" AND ");
-    let dir = if query.orderby == OrderBy::TimeAsc {
-        "ASC"
-    } else {
-        "DESC"
-    };
+    let dir = time_direction(query.orderby);
     let in_cells = if cells.is_empty() {
         "FALSE".to_string()
     } else {
@@ -1220,6 +1215,16 @@ async fn pg_walk_sample(
         statement = statement.bind::<crate::schema::sql_types::UtcTs, _>(t);
     }
     statement.get_result(c).await
+}
+
+/// The SQL direction of a time-ordered query's order (`ASC` for `time-asc`, `DESC`
+/// otherwise), for the statements written as text.
+fn time_direction(orderby: OrderBy) -> &'static str {
+    if orderby == OrderBy::TimeAsc {
+        "ASC"
+    } else {
+        "DESC"
+    }
 }
 
 /// What [`pg_walk_sample`] read: `n` entries of the time index, `hits` of them in the boxes,
@@ -1359,11 +1364,7 @@ async fn pg_cells_walk(
         .collect();
     let merged = MergedWalks {
         parts,
-        direction: if query.orderby == OrderBy::TimeAsc {
-            "ASC"
-        } else {
-            "DESC"
-        },
+        direction: time_direction(query.orderby),
         limit,
         offset: skip,
     };
@@ -1418,11 +1419,7 @@ async fn pg_boxes_apart(
         #[diesel(sql_type = Text)]
         id: String,
     }
-    let direction = if query.orderby == OrderBy::TimeAsc {
-        "ASC"
-    } else {
-        "DESC"
-    };
+    let direction = time_direction(query.orderby);
     let page: Vec<Id> = diesel::sql_query(format!(
         "SELECT id FROM (SELECT DISTINCT t, id FROM unnest($1, $2) AS u(t, id)) AS d \
          ORDER BY t {direction}, id {direction} LIMIT $3 OFFSET $4"
